@@ -1,0 +1,8 @@
+"""Ground-truth circuit parameters: flyvis checkpoints, .npz tables, and seeded calibrated priors."""
+
+from .checkpoint import load_flyvis_checkpoint, network_state
+from .tables import GroundTruth, from_tables, load_npz, save_npz
+from .torchpickle import load_torch_zip
+
+__all__ = ["GroundTruth", "from_tables", "load_flyvis_checkpoint", "load_npz", "load_torch_zip",
+           "network_state", "save_npz"]

@@ -1,0 +1,41 @@
+"""Shared fixtures. The flyvis parity data lives in ../shared/data (never copied into the repo)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("FVJAX_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "flyvis_model_000.npz").is_file():
+        pytest.skip(f"flyvis parity data not found in {path} (set FVJAX_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model000(shared_data):
+    with np.load(shared_data / "flyvis_model_000.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="session")
+def conn():
+    from fvjax.connectome import build_connectome
+
+    return build_connectome(8)
+
+
+@pytest.fixture(scope="session")
+def gt000(conn, shared_data):
+    from fvjax.groundtruth import load_npz
+
+    return load_npz(shared_data / "flyvis_model_000.npz", conn)
