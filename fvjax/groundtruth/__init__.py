@@ -6,3 +6,9 @@ from .torchpickle import load_torch_zip
 
 __all__ = ["GroundTruth", "from_tables", "load_flyvis_checkpoint", "load_npz", "load_torch_zip",
            "network_state", "save_npz"]
+
+from .prior import (PriorSpec, calibrated_prior, calibration_movie, flyvis_initial,  # noqa: E402
+                    jacobian_radius, prior_cache_path, sample_tables)
+
+__all__ += ["PriorSpec", "calibrated_prior", "calibration_movie", "flyvis_initial", "jacobian_radius",
+            "prior_cache_path", "sample_tables"]

@@ -1,0 +1,222 @@
+"""Typed, frozen configuration loaded from YAML.
+
+Key names follow the flyvis-gnn reference (``simulation.n_frames``, ``delta_t``, ``noise_model_level``,
+...), so a reference YAML can be loaded. Rules:
+
+* an unknown key is an error naming the section, the key and the close matches;
+* a key the reference accepts but never uses (listed in ``INERT_KEYS``) is accepted and reported
+  by :func:`load_config` in ``Config.ignored`` (never silently);
+* out-of-range values and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, missing, of the wrong type or out of range."""
+
+
+def _opt(default, *, lo=None, hi=None, choices=None, doc=""):
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+VISUAL_INPUTS = ("natural", "DAVIS", "gratings", "bars", "flashes", "noise", "mixed")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Ground-truth data generation (reference section ``simulation``)."""
+
+    extent: int = _opt(8, lo=1, hi=30, doc="hex lattice radius of the flyvis network")
+    n_frames: int = _opt(64000, lo=1, doc="training frames to generate")
+    n_test_frames: int = _opt(0, lo=0, doc="test frames; 0 = one pass over DAVIS test videos, "
+                                            "or n_frames // 8 for generated stimuli")
+    delta_t: float = _opt(0.02, lo=1e-5, hi=1.0, doc="Euler step [s]")
+    noise_model_level: float = _opt(0.05, lo=0.0, doc="process noise std added to v after each step")
+    tau_clamp: bool = _opt(False, doc="use max(tau, dt) like flyvis (True) or raw tau like flyvis-gnn")
+    steady_state_time: float = _opt(2.0, lo=0.0, doc="grey pre-roll [s] giving the initial state")
+    grey: float = _opt(0.5, lo=0.0, hi=1.0, doc="luminance of the pre-roll")
+    seed: int = _opt(0, lo=0, doc="selects ground-truth model (prior), stimulus order and noise")
+    ground_truth: str = _opt("prior", doc="'prior' (calibrated, seed-indexed), 'flyvis_initial', "
+                                          "or a path to a .npz / flyvis checkpoint")
+    visual_input_type: str = _opt("natural", choices=VISUAL_INPUTS)
+    datavis_roots: tuple[str, ...] = _opt((), doc="DAVIS folders (containing JPEGImages); first existing")
+    skip_short_videos: bool = _opt(True)
+    min_video_frames: int = _opt(50, lo=1)
+    max_video_frames: int = _opt(80, lo=1)
+    center_crop_fraction: float = _opt(0.6, lo=0.01, hi=1.0)
+    sequence_frames: tuple[int, int] = _opt((50, 80), doc="length range of generated sequences")
+    noise_hold_frames: int = _opt(1, lo=1, doc="white-noise stimulus: frames each value is held")
+    chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
+    # reference consistency checks (must match the built network when given)
+    n_neurons: int | None = _opt(None)
+    n_input_neurons: int | None = _opt(None)
+    n_neuron_types: int | None = _opt(None)
+    n_edges: int | None = _opt(None)
+
+
+@dataclass(frozen=True)
+class Config:
+    description: str = ""
+    dataset: str = ""
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    ignored: tuple[str, ...] = ()   # reference keys accepted but unused (filled by the loader)
+
+    def replace(self, **changes) -> "Config":
+        """Copy with dotted-key changes, e.g. ``cfg.replace(**{"simulation.seed": 7})`` (validated)."""
+        data = to_dict(self)
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node.get(p) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {'.'.join(parents)!r} is not a config section")
+            node[leaf] = value  # unknown leaves are reported (with suggestions) by from_dict
+        data.pop("ignored", None)
+        return from_dict(data, ignored=self.ignored)
+
+
+# keys the reference YAMLs carry that have no effect there either (accepted, reported as ignored)
+INERT_KEYS = {
+    "": {"config_file", "data_folder_name", "connectome_folder_name", "plotting", "claude", "zarr"},
+    "simulation": {"connectivity_file", "adjacency_matrix", "params", "baseline_value", "start_frame",
+                   "model_id", "ensemble_id", "derivative_smoothing_window", "measurement_noise_level",
+                   "n_extra_null_edges", "null_edges_mode", "edge_removal_ratio", "edge_removal_mode",
+                   "edge_removal_seed", "ablation_ratio", "ablation_seed", "max_train_sequences",
+                   "blank_freq", "simulation_initial_state", "noise_visual_input",
+                   "only_noise_visual_input", "calcium_type", "save_calcium", "dimension"},
+}
+
+
+def _field_type(cls, f):
+    return typing.get_type_hints(cls)[f.name]
+
+
+def _coerce(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            value = [value]
+        args = typing.get_args(tp)
+        elem = args[0]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, elem, where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)  # YAML reads 1e-3 without a dot as a string
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _check_range(f, value, where):
+    meta = f.metadata
+    if value is None:
+        return
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ConfigError(f"{where}: {v!r} is not one of {list(meta['choices'])}")
+        if meta.get("lo") is not None and isinstance(v, (int, float)) and v < meta["lo"]:
+            raise ConfigError(f"{where}: {v!r} is below the minimum {meta['lo']}")
+        if meta.get("hi") is not None and isinstance(v, (int, float)) and v > meta["hi"]:
+            raise ConfigError(f"{where}: {v!r} is above the maximum {meta['hi']}")
+
+
+_IGNORED: list[str] = []
+
+
+def _build(cls, data: dict, where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "ignored"}
+    section = where.rsplit(".", 1)[-1] if where != "config" else ""
+    kwargs = {}
+    for key, value in data.items():
+        here = f"{where}.{key}"
+        if key in fields:
+            value = _coerce(value, _field_type(cls, fields[key]), here)
+            _check_range(fields[key], value, here)
+            kwargs[key] = value
+        elif key in INERT_KEYS.get(section, ()):
+            _IGNORED.append(here.removeprefix("config."))
+        else:
+            close = difflib.get_close_matches(key, list(fields), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(fields)}"
+            raise ConfigError(f"{here}: unknown key{hint}")
+    return cls(**kwargs)
+
+
+def from_dict(data: dict | None, ignored: tuple[str, ...] = ()) -> Config:
+    """Validate a nested mapping into a :class:`Config`."""
+    _IGNORED.clear()
+    cfg = _build(Config, data or {}, "config")
+    return dataclasses.replace(cfg, ignored=tuple(ignored) + tuple(_IGNORED))
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Load a YAML file (None = all defaults), then apply dotted-key ``overrides``."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        cfg = from_dict(data)
+        return cfg.replace(**overrides) if overrides else cfg
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'defaults'}: {err}") from None
+
+
+def to_dict(cfg) -> dict:
+    """Plain nested dict (tuples as lists), suitable for YAML/JSON."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+    return conv(cfg)
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    data = to_dict(cfg)
+    data.pop("ignored", None)
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)

@@ -1,0 +1,225 @@
+"""Generate ground-truth datasets to disk and read them back as memory maps.
+
+Layout of a dataset folder::
+
+    manifest.json         config, seed, versions, shapes, dtypes, sha256 of every array, statistics
+    config.yaml           the full configuration used
+    ground_truth.npz      tau, V_rest, W and their tables (fvjax.groundtruth.load_npz reads it)
+    train/voltage.npy     (T, N) float32   state v(t) before the update of frame t
+    train/target.npy      (T, N) float32   noise-free dv/dt at v(t)
+    train/stimulus.npy    (T, n_inputs) float32   input-node values at frame t
+    test/...              same, for the held-out stimuli
+
+Arrays are written chunk by chunk into ``<out>.partial-<pid>/``; the folder is renamed to ``<out>``
+only after the manifest is written, so a killed run never leaves a folder that looks complete.
+Checksums are sha256 of each array's raw C-order bytes (not of the .npy header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import __version__
+from .config import Config, dump_config, to_dict
+from .connectome import Connectome, build_connectome
+from .groundtruth import GroundTruth, calibrated_prior, flyvis_initial, load_flyvis_checkpoint, load_npz, save_npz
+from .simulate import expand_frame, make_circuit, simulate, steady_state
+from .stimulus import train_test_frames
+
+SPLITS = ("train", "test")
+FIELDS = ("voltage", "target", "stimulus")
+
+
+def check_network(cfg: Config, conn: Connectome) -> None:
+    """Reference consistency keys (n_neurons, ...) must match the built network when given."""
+    sim = cfg.simulation
+    actual = {"n_neurons": conn.n_nodes, "n_input_neurons": conn.n_inputs,
+              "n_neuron_types": conn.n_types, "n_edges": conn.n_edges}
+    for key, value in actual.items():
+        given = getattr(sim, key)
+        if given is not None and given != value:
+            raise ValueError(f"simulation.{key} = {given}, but the extent-{sim.extent} network has {value}; "
+                             f"fix the key or remove it")
+
+
+def resolve_ground_truth(cfg: Config, conn: Connectome, progress: bool = True) -> GroundTruth:
+    """Ground truth named by ``simulation.ground_truth`` ('prior', 'flyvis_initial' or a file)."""
+    source, seed = cfg.simulation.ground_truth, cfg.simulation.seed
+    if source == "prior":
+        return calibrated_prior(conn, seed, progress=progress)
+    if source == "flyvis_initial":
+        return flyvis_initial(conn, seed)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"simulation.ground_truth = {source!r}: not 'prior', 'flyvis_initial' or an "
+                                f"existing .npz / flyvis checkpoint file")
+    if path.suffix == ".npz":
+        return load_npz(path, conn)
+    if zipfile.is_zipfile(path):
+        return load_flyvis_checkpoint(path, conn)
+    raise ValueError(f"simulation.ground_truth = {source!r}: unrecognised file (expected .npz or a torch zip)")
+
+
+class _Writer:
+    """Open .npy memmaps for one split and hash what is written, in order."""
+
+    def __init__(self, folder: Path, n_frames: int, n_nodes: int, n_inputs: int):
+        folder.mkdir(parents=True)
+        shapes = {"voltage": (n_frames, n_nodes), "target": (n_frames, n_nodes), "stimulus": (n_frames, n_inputs)}
+        self.arrays = {k: np.lib.format.open_memmap(folder / f"{k}.npy", "w+", np.float32, s)
+                       for k, s in shapes.items()}
+        self.hashes = {k: hashlib.sha256() for k in shapes}
+        self.sum = np.zeros(n_nodes)
+        self.sumsq = np.zeros(n_nodes)
+
+    def write(self, start: int, **chunks):
+        for key, chunk in chunks.items():
+            chunk = np.ascontiguousarray(chunk, np.float32)
+            self.arrays[key][start:start + len(chunk)] = chunk
+            self.hashes[key].update(chunk.tobytes())
+        volts = chunks["voltage"].astype(np.float64)
+        self.sum += volts.sum(0)
+        self.sumsq += (volts**2).sum(0)
+
+    def close(self) -> dict:
+        for arr in self.arrays.values():
+            arr.flush()
+        n = len(self.arrays["voltage"])
+        mean = self.sum / n
+        std = np.sqrt(np.maximum(self.sumsq / n - mean**2, 0))
+        info = {k: {"shape": list(a.shape), "dtype": "float32", "sha256": self.hashes[k].hexdigest()}
+                for k, a in self.arrays.items()}
+        finite = bool(np.isfinite(mean).all())
+        total_std = float(np.sqrt(max(self.sumsq.sum() / (n * len(mean)) - mean.mean() ** 2, 0)))
+        stats = {"finite": finite, "voltage_std": total_std,
+                 "median_temporal_std": float(np.median(std)),
+                 "voltage_mean_range": [float(mean.min()), float(mean.max())]}
+        self.arrays.clear()
+        return {"arrays": info, "stats": stats}
+
+
+def _simulate_split(cfg: Config, circuit, v0, luminance: np.ndarray, conn: Connectome, key,
+                    writer: _Writer, desc: str, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    sim = cfg.simulation
+    v = v0
+    with tqdm(total=len(luminance), desc=desc, unit="frame", disable=not progress) as bar:
+        for start in range(0, len(luminance), sim.chunk_frames):
+            stim = expand_frame(conn, luminance[start:start + sim.chunk_frames])
+            v, traj = simulate(circuit, v, jnp.asarray(stim), key, start, dt=sim.delta_t,
+                               noise_std=sim.noise_model_level, tau_clamp=sim.tau_clamp)
+            volts = np.asarray(traj.voltage)
+            if not np.isfinite(volts).all():
+                raise FloatingPointError(f"{desc}: simulation diverged near frame {start}; the ground truth "
+                                         f"is unstable for this stimulus (try tau_clamp or another model)")
+            writer.write(start, voltage=volts, target=np.asarray(traj.target), stimulus=stim)
+            bar.update(len(stim))
+
+
+def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Simulate train and test splits for ``cfg`` into the folder ``out`` (see module docstring)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another folder")
+    started = time.time()
+    sim = cfg.simulation
+    conn = build_connectome(sim.extent)
+    check_network(cfg, conn)
+    gt = resolve_ground_truth(cfg, conn, progress)
+    circuit = make_circuit(conn, gt)
+    n_pre = int(round(sim.steady_state_time / sim.delta_t))
+    v0 = steady_state(circuit, n_steps=n_pre, grey=sim.grey, dt=sim.delta_t, tau_clamp=sim.tau_clamp)
+    frames = dict(zip(SPLITS, train_test_frames(sim)))
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    key = jax.random.PRNGKey(sim.seed)
+    manifest = {"format": "fvjax-dataset/1", "fvjax": __version__, "jax": jax.__version__,
+                "numpy": np.__version__, "seed": sim.seed, "config": to_dict(cfg),
+                "n_nodes": conn.n_nodes, "n_edges": conn.n_edges, "n_inputs": conn.n_inputs,
+                "input_node_index": conn.input_node_index.reshape(-1).tolist(), "splits": {}}
+    for k, split in enumerate(SPLITS):
+        writer = _Writer(tmp / split, len(frames[split]), conn.n_nodes, conn.n_inputs)
+        _simulate_split(cfg, circuit, v0, frames[split], conn, jax.random.fold_in(key, k), writer,
+                        f"simulating {split}", progress)
+        manifest["splits"][split] = writer.close()
+    save_npz(tmp / "ground_truth.npz", gt, conn)
+    dump_config(cfg, tmp / "config.yaml")
+    manifest["wall_time_s"] = round(time.time() - started, 2)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+@dataclass(frozen=True)
+class Split:
+    voltage: np.ndarray   # (T, N) memmap
+    target: np.ndarray    # (T, N) memmap
+    stimulus: np.ndarray  # (T, n_inputs) memmap
+
+    def __len__(self) -> int:
+        return len(self.voltage)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    manifest: dict
+    train: Split
+    test: Split
+
+    @property
+    def input_index(self) -> np.ndarray:
+        return np.asarray(self.manifest["input_node_index"], np.int32)
+
+    def ground_truth(self, conn: Connectome) -> GroundTruth:
+        return load_npz(self.path / "ground_truth.npz", conn)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Open a finished dataset folder (memory-mapped, read-only)."""
+    path = Path(path)
+    manifest_file = path / "manifest.json"
+    if not manifest_file.is_file():
+        partial = sorted(path.parent.glob(f"{path.name}.partial-*"))
+        hint = f" (an unfinished run left {partial[0]}; delete it and generate again)" if partial else ""
+        raise FileNotFoundError(f"{path}: no manifest.json, not a finished fvjax dataset{hint}")
+    manifest = json.loads(manifest_file.read_text())
+    splits = {}
+    for split in SPLITS:
+        arrays = {}
+        for name in FIELDS:
+            arr = np.load(path / split / f"{name}.npy", mmap_mode="r")
+            expected = manifest["splits"][split]["arrays"][name]["shape"]
+            if list(arr.shape) != expected:
+                raise ValueError(f"{path}/{split}/{name}.npy has shape {arr.shape}, manifest says {expected}")
+            arrays[name] = arr
+        splits[split] = Split(**arrays)
+    return Dataset(path, manifest, splits["train"], splits["test"])
+
+
+def verify_dataset(path: str | Path, chunk_frames: int = 4096) -> None:
+    """Recompute every checksum; raises ValueError naming the first array that differs."""
+    data = load_dataset(path)
+    for split in SPLITS:
+        for name in FIELDS:
+            arr = getattr(getattr(data, split), name)
+            h = hashlib.sha256()
+            for start in range(0, len(arr), chunk_frames):
+                h.update(np.ascontiguousarray(arr[start:start + chunk_frames]).tobytes())
+            if h.hexdigest() != data.manifest["splits"][split]["arrays"][name]["sha256"]:
+                raise ValueError(f"{path}/{split}/{name}.npy: checksum mismatch (file changed or truncated)")

@@ -1,0 +1,89 @@
+"""Stimulus sources chosen by ``simulation.visual_input_type``: train/test frame arrays (T, n_hex).
+
+Generated kinds draw sequences of ``sequence_frames`` length forever from a seeded generator;
+``DAVIS`` cycles through its shuffled augmented videos (train) or makes one pass (test). Frames are
+concatenated back to back, like the reference (the voltage is not reset between sequences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SimulationConfig
+from . import davis, movies
+
+GENERATED = ("natural", "gratings", "bars", "flashes", "noise")
+
+
+def _generated(kind: str, split: str, rng: np.random.Generator, cfg: SimulationConfig) -> Iterator[np.ndarray]:
+    images = movies.NATURAL_IMAGES[:12] if split == "train" else movies.NATURAL_TEST_IMAGES
+    loaded: dict[str, np.ndarray] = {}
+    lo, hi = cfg.sequence_frames
+    while True:
+        this = kind if kind != "mixed" else GENERATED[int(rng.integers(len(GENERATED)))]
+        n = int(rng.integers(lo, hi + 1))
+        if this == "natural":
+            name = images[int(rng.integers(len(images)))]
+            if name not in loaded:
+                loaded[name] = movies.load_natural_image(name)
+            yield movies.natural_sequence(loaded[name], rng, n, cfg.extent)
+        elif this == "gratings":
+            yield movies.grating_sequence(rng, n, cfg.extent, dt=cfg.delta_t)
+        elif this == "bars":
+            yield movies.bar_sequence(rng, n, cfg.extent)
+        elif this == "flashes":
+            yield movies.flash_sequence(rng, n, cfg.extent)
+        else:
+            yield movies.noise_sequence(rng, n, cfg.extent, cfg.noise_hold_frames)
+
+
+def davis_root(cfg: SimulationConfig) -> Path:
+    for root in cfg.datavis_roots:
+        if (Path(root) / "JPEGImages").is_dir():
+            return Path(root)
+    raise FileNotFoundError(
+        "simulation.visual_input_type is DAVIS but no simulation.datavis_roots entry contains "
+        f"JPEGImages/480p (given: {list(cfg.datavis_roots) or 'none'}). Download DAVIS-2017 trainval 480p "
+        "and list its folder in simulation.datavis_roots, or pick an embedded visual_input_type "
+        f"({', '.join(GENERATED + ('mixed',))})."
+    )
+
+
+def _davis_splits(cfg: SimulationConfig, seed: int):
+    min_frames = cfg.min_video_frames if cfg.skip_short_videos else 1
+    videos = davis.load_videos(davis_root(cfg), cfg.extent, min_frames, cfg.max_video_frames,
+                               cfg.center_crop_fraction)
+    return davis.split_sequences(videos, seed, cfg.extent)
+
+
+def _take(stream: Iterator[np.ndarray], n_frames: int) -> np.ndarray:
+    out, total = [], 0
+    for seq in stream:
+        out.append(seq[: n_frames - total])
+        total += len(out[-1])
+        if total >= n_frames:
+            break
+    return np.concatenate(out).astype(np.float32)
+
+
+def _cycle(seqs: list[np.ndarray]) -> Iterator[np.ndarray]:
+    while True:
+        yield from seqs
+
+
+def train_test_frames(cfg: SimulationConfig, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) hexal luminance, shapes (n_frames, n_hex) and (n_test, n_hex)."""
+    seed = cfg.seed if seed is None else seed
+    if cfg.visual_input_type == "DAVIS":
+        train_seqs, test_seqs = _davis_splits(cfg, seed)
+        train = _take(_cycle(train_seqs), cfg.n_frames)
+        test = (np.concatenate(test_seqs) if cfg.n_test_frames == 0
+                else _take(_cycle(test_seqs), cfg.n_test_frames))
+        return train, test.astype(np.float32)
+    n_test = cfg.n_test_frames or max(cfg.n_frames // 8, 1)
+    train_rng, test_rng = (np.random.default_rng([seed, k]) for k in (0, 1))
+    return (_take(_generated(cfg.visual_input_type, "train", train_rng, cfg), cfg.n_frames),
+            _take(_generated(cfg.visual_input_type, "test", test_rng, cfg), n_test))

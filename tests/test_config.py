@@ -1,0 +1,69 @@
+import pytest
+
+from fvjax.config import ConfigError, dump_config, load_config
+
+
+def test_defaults():
+    cfg = load_config()
+    assert cfg.simulation.n_frames == 64000
+    assert cfg.simulation.delta_t == 0.02
+    assert cfg.simulation.noise_model_level == 0.05
+    assert cfg.simulation.tau_clamp is False
+
+
+def test_reference_yaml_section(tmp_path):
+    (tmp_path / "ref.yaml").write_text("""
+description: "flyvis noise=0.05"
+dataset: flyvis_noise_005
+simulation:
+  connectivity_file: to be specified
+  adjacency_matrix: ""
+  params: [[1.0, 1.0, 1.0, 1.0]]
+  n_neurons: 13741
+  n_input_neurons: 1736
+  n_neuron_types: 65
+  n_edges: 434112
+  n_frames: 64000
+  delta_t: 0.02
+  baseline_value: 0
+  visual_input_type: DAVIS
+  noise_model_level: 0.05
+  derivative_smoothing_window: 1
+  seed: 42
+plotting:
+  colormap: tab20
+""")
+    cfg = load_config(tmp_path / "ref.yaml")
+    assert cfg.simulation.seed == 42 and cfg.simulation.visual_input_type == "DAVIS"
+    assert "simulation.connectivity_file" in cfg.ignored and "plotting" in cfg.ignored
+
+
+@pytest.mark.parametrize("text, match", [
+    ("simulation:\n  n_frame: 10\n", r"simulation.n_frame: unknown key; did you mean n_frames"),
+    ("simulation:\n  delta_t: -1\n", r"simulation.delta_t: -1.0 is below the minimum"),
+    ("simulation:\n  visual_input_type: movie\n", r"not one of"),
+    ("simulation:\n  n_frames: 1.5\n", r"expected an integer"),
+    ("simulation:\n  tau_clamp: 1\n", r"expected true/false"),
+    ("bogus: 1\n", r"config.bogus: unknown key"),
+])
+def test_errors_name_the_key(tmp_path, text, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_overrides_and_roundtrip(tmp_path):
+    cfg = load_config(None, {"simulation.seed": 7, "simulation.sequence_frames": [10, 20]})
+    assert cfg.simulation.seed == 7 and cfg.simulation.sequence_frames == (10, 20)
+    with pytest.raises(ConfigError, match="unknown key"):
+        cfg.replace(**{"simulation.sede": 3})
+    dump_config(cfg, tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == cfg
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_yaml_exponent_strings_are_numbers(tmp_path):
+    (tmp_path / "c.yaml").write_text("simulation:\n  noise_model_level: 5e-2\n")
+    assert load_config(tmp_path / "c.yaml").simulation.noise_model_level == 0.05
