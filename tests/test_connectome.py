@@ -147,3 +147,13 @@ def test_cached_copy_is_found(conn, monkeypatch, tmp_path):
     monkeypatch.setenv(source.ENV_CACHE, str(tmp_path))
     (tmp_path / source.JSON_NAME).write_bytes(real.read_bytes())
     assert source.connectome_json_path(download=False) == tmp_path / source.JSON_NAME
+
+
+def test_to_jraph(conn):
+    jraph = pytest.importorskip("jraph")
+    from fvjax.connectome import to_jraph
+
+    g = to_jraph(conn)
+    assert isinstance(g, jraph.GraphsTuple)
+    assert int(g.n_edge[0]) == 434112 and g.senders.shape == (434112,)
+    np.testing.assert_array_equal(np.asarray(g.receivers), conn.edge_dst)

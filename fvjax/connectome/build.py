@@ -241,3 +241,22 @@ def build_connectome(extent: int = 8, path: str | Path | None = None, download: 
     if path is None:
         _CACHE[extent] = result
     return result
+
+
+def to_jraph(conn: Connectome, node_features=None, edge_features=None):
+    """The graph as a ``jraph.GraphsTuple`` (interop only; needs the ``interop`` extra).
+
+    Defaults: node features = cell type (N, 1), edge features = sign * n_syn (E, 1).
+    """
+    try:
+        import jraph
+    except ImportError:
+        raise ImportError("to_jraph needs jraph: pip install 'fvjax[interop]'") from None
+    import jax.numpy as jnp
+
+    nodes = conn.node_type[:, None] if node_features is None else node_features
+    edges = (conn.edge_sign * conn.edge_n_syn)[:, None] if edge_features is None else edge_features
+    return jraph.GraphsTuple(nodes=jnp.asarray(nodes), edges=jnp.asarray(edges),
+                             senders=jnp.asarray(conn.edge_src), receivers=jnp.asarray(conn.edge_dst),
+                             n_node=jnp.asarray([conn.n_nodes]), n_edge=jnp.asarray([conn.n_edges]),
+                             globals=None)
