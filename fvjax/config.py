@@ -65,10 +65,83 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class GraphModelConfig:
+    """GNN architecture (reference section ``graph_model``)."""
+
+    signal_model_name: str = _opt("flyvis_A", choices=("flyvis_A", "flyvis_B"))
+    embedding_dim: int = _opt(2, lo=1)
+    hidden_dim: int = _opt(80, lo=1, doc="g_phi width")
+    n_layers: int = _opt(3, lo=2, doc="g_phi Linear layers")
+    hidden_dim_update: int = _opt(80, lo=1, doc="f_theta width")
+    n_layers_update: int = _opt(3, lo=2, doc="f_theta Linear layers")
+    g_phi_positive: bool = _opt(True, doc="square g_phi's output")
+    MLP_activation: str = _opt("relu", choices=("relu", "tanh", "sigmoid", "leaky_relu", "soft_relu", "none"))
+    aggr_type: str = _opt("add", choices=("add",))
+    update_type: str = _opt("generic", choices=("generic",))
+    # reference consistency checks: must equal the sizes implied by embedding_dim when given
+    input_size: int | None = _opt(None)
+    input_size_update: int | None = _opt(None)
+    output_size: int | None = _opt(None, lo=1, hi=1)
+
+    def __post_init__(self):
+        edge_in = 1 + self.embedding_dim if self.signal_model_name == "flyvis_A" else 2 + 2 * self.embedding_dim
+        for key, want in (("input_size", edge_in), ("input_size_update", 3 + self.embedding_dim)):
+            given = getattr(self, key)
+            if given is not None and given != want:
+                raise ConfigError(f"graph_model.{key} = {given}, but {self.signal_model_name} with "
+                                  f"embedding_dim {self.embedding_dim} needs {want}")
+
+
+SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training (reference section ``training``). Defaults: the locked "Node 21" recipe of the V_rest
+    exploration (seed 000), with every regulariser at full strength from the first iteration."""
+
+    n_epochs: int = _opt(1, lo=1)
+    batch_size: int = _opt(2, lo=1)
+    data_augmentation_loop: int = _opt(20, lo=1, doc="Niter = int(T * aug // batch_size * 0.2)")
+    n_iter: int = _opt(0, lo=0, doc="iterations per epoch; 0 = the reference formula above")
+    seed: int = _opt(0, lo=0)
+    lr: float = _opt(1.2e-3, lo=0.0, doc="g_phi learning rate")
+    lr_W: float = _opt(6e-4, lo=0.0)
+    lr_embedding: float = _opt(1.55e-3, lo=0.0)
+    learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
+    w_init_mode: str = _opt("randn_scaled", choices=("zeros", "randn", "randn_scaled"))
+    w_init_scale: float = _opt(1.0, lo=0.0)
+    coeff_W_L1: float = _opt(3.5e-5, lo=0.0)
+    coeff_W_L2: float = _opt(0.0, lo=0.0, doc="applies together with W_L1 (unlike the reference)")
+    coeff_g_phi_diff: float = _opt(750.0, lo=0.0, doc="monotonicity of g_phi")
+    coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
+    coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
+    coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
+    coeff_f_theta_weight_L1: float = _opt(0.5, lo=0.0)
+    coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
+    regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")
+    grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
+    lr_scheduler: str = _opt("none", choices=SCHEDULERS)
+    lr_scheduler_T0: int = _opt(1000, lo=1)
+    lr_scheduler_T_mult: int = _opt(2, lo=1)
+    lr_scheduler_eta_min_ratio: float = _opt(0.01, lo=0.0, hi=1.0)
+    lr_scheduler_warmup_iters: int = _opt(100, lo=0)
+    recurrent_training: bool = _opt(False)
+    time_step: int = _opt(1, lo=1, doc="Euler steps unrolled in recurrent training")
+    noise_recurrent_level: float = _opt(0.0, lo=0.0)
+    recurrent_training_start_epoch: int = _opt(0, lo=0, doc="epochs of one-step training first")
+    multi_start_recurrent: bool = _opt(False)
+    steps_per_call: int = _opt(20, lo=1, doc="training steps fused under one lax.scan")
+    eval_every: int = _opt(0, lo=0, doc="connectivity R2 checkpoints every N iterations; 0 = 10 per epoch")
+
+
+@dataclass(frozen=True)
 class Config:
     description: str = ""
     dataset: str = ""
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    graph_model: GraphModelConfig = field(default_factory=GraphModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     ignored: tuple[str, ...] = ()   # reference keys accepted but unused (filled by the loader)
 
     def replace(self, **changes) -> "Config":
@@ -95,6 +168,21 @@ INERT_KEYS = {
                    "edge_removal_seed", "ablation_ratio", "ablation_seed", "max_train_sequences",
                    "blank_freq", "simulation_initial_state", "noise_visual_input",
                    "only_noise_visual_input", "calcium_type", "save_calcium", "dimension"},
+    "graph_model": {"prediction", "field_type"},
+    "training": {"n_runs", "device", "batch_ratio", "small_init_batch_size", "sparsity",
+                 "coeff_V_rest", "V_rest_warmup_fraction", "V_rest_rampup_iters", "V_rest_eval_every",
+                 "use_gt_edges", "f_theta_linearity_warmup_fraction", "f_theta_linearity_rampup_iters",
+                 "f_theta_centering_warmup_fraction", "f_theta_centering_rampup_iters",
+                 "recurrent_loop", "save_all_checkpoints"},
+}
+
+# reference features fvjax does not implement: accepted only at their "off" value
+UNSUPPORTED_UNLESS = {
+    "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
+                 "coeff_f_theta_centering": (0,), "time_window": (0,), "coeff_f_theta_zero": (0,),
+                 "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),
+                 "alternate_training": (False,), "neural_ODE_training": (False,),
+                 "umap_cluster_method": ("none",), "loss_noise_level": (0,), "consecutive_batch": (False,)},
 }
 
 
@@ -171,6 +259,12 @@ def _build(cls, data: dict, where: str):
             _check_range(fields[key], value, here)
             kwargs[key] = value
         elif key in INERT_KEYS.get(section, ()):
+            _IGNORED.append(here.removeprefix("config."))
+        elif key in UNSUPPORTED_UNLESS.get(section, {}):
+            allowed = UNSUPPORTED_UNLESS[section][key]
+            if value not in allowed:
+                raise ConfigError(f"{here}: {value!r} is not supported by fvjax (only {allowed[0]!r}); "
+                                  f"remove the key or set it to {allowed[0]!r}")
             _IGNORED.append(here.removeprefix("config."))
         else:
             close = difflib.get_close_matches(key, list(fields), n=3)

@@ -8,6 +8,7 @@ Layout of a dataset folder::
     train/voltage.npy     (T, N) float32   state v(t) before the update of frame t
     train/target.npy      (T, N) float32   noise-free dv/dt at v(t)
     train/stimulus.npy    (T, n_inputs) float32   input-node values at frame t
+    train/node_stats.npz  per-node voltage mean and std over the split
     test/...              same, for the held-out stimuli
 
 Arrays are written chunk by chunk into ``<out>.partial-<pid>/``; the folder is renamed to ``<out>``
@@ -76,6 +77,7 @@ class _Writer:
 
     def __init__(self, folder: Path, n_frames: int, n_nodes: int, n_inputs: int):
         folder.mkdir(parents=True)
+        self.folder = folder
         shapes = {"voltage": (n_frames, n_nodes), "target": (n_frames, n_nodes), "stimulus": (n_frames, n_inputs)}
         self.arrays = {k: np.lib.format.open_memmap(folder / f"{k}.npy", "w+", np.float32, s)
                        for k, s in shapes.items()}
@@ -106,6 +108,7 @@ class _Writer:
                  "median_temporal_std": float(np.median(std)),
                  "voltage_mean_range": [float(mean.min()), float(mean.max())]}
         self.arrays.clear()
+        np.savez(self.folder / "node_stats.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
         return {"arrays": info, "stats": stats}
 
 
@@ -170,6 +173,8 @@ class Split:
     voltage: np.ndarray   # (T, N) memmap
     target: np.ndarray    # (T, N) memmap
     stimulus: np.ndarray  # (T, n_inputs) memmap
+    node_mean: np.ndarray  # (N,) voltage mean over the split
+    node_std: np.ndarray   # (N,) voltage std over the split
 
     def __len__(self) -> int:
         return len(self.voltage)
@@ -185,6 +190,11 @@ class Dataset:
     @property
     def input_index(self) -> np.ndarray:
         return np.asarray(self.manifest["input_node_index"], np.int32)
+
+    @property
+    def xnorm(self) -> float:
+        """1.5 x the std of all training voltages (the reference's normalisation scale)."""
+        return 1.5 * float(self.manifest["splits"]["train"]["stats"]["voltage_std"])
 
     def ground_truth(self, conn: Connectome) -> GroundTruth:
         return load_npz(self.path / "ground_truth.npz", conn)
@@ -208,6 +218,8 @@ def load_dataset(path: str | Path) -> Dataset:
             if list(arr.shape) != expected:
                 raise ValueError(f"{path}/{split}/{name}.npy has shape {arr.shape}, manifest says {expected}")
             arrays[name] = arr
+        with np.load(path / split / "node_stats.npz") as stats:
+            arrays["node_mean"], arrays["node_std"] = stats["mean"], stats["std"]
         splits[split] = Split(**arrays)
     return Dataset(path, manifest, splits["train"], splits["test"])
 

@@ -40,3 +40,73 @@ def activity_overview(conn: Connectome, luminance: np.ndarray, voltage: np.ndarr
     ax_tr.legend(ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def recovery_panel(gt_W, W_star, gt_tau, tau_hat, gt_vrest, vrest_hat, metrics: dict):
+    """Learned vs true: corrected W (edges), tau and V_rest (neurons)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    panels = [(gt_W, W_star, "W", metrics.get("connectivity_R2")), (gt_tau, tau_hat, "tau", metrics.get("tau_R2")),
+              (gt_vrest, vrest_hat, "V_rest", metrics.get("V_rest_R2"))]
+    for ax, (true, learned, name, r2) in zip(axes, panels):
+        n = len(true)
+        pick = np.random.default_rng(0).choice(n, min(n, 50_000), replace=False)
+        ax.scatter(np.asarray(true)[pick], np.asarray(learned)[pick], s=1, alpha=0.3, rasterized=True)
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"learned {name}")
+        ax.set_title(f"{name}: R2 = {r2:.3f}" if r2 is not None else name, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_plot(a, node_type, n_types: int):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    a = np.asarray(a)
+    ax.scatter(a[:, 0], a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)), c=node_type,
+               cmap="nipy_spectral", vmin=0, vmax=n_types - 1, s=2, rasterized=True)
+    ax.set_xlabel("a_0")
+    ax.set_ylabel("a_1")
+    ax.set_title("embeddings, coloured by cell type", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def function_curves(g_curves, f_curves, grid, node_type, n_types: int):
+    """g_phi(v, a_i)^2 and f_theta(v, a_i, 0, 0) for one neuron per type; curves (n_types, P)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_g, ax_f) = plt.subplots(1, 2, figsize=(10, 3.8))
+    cmap = plt.get_cmap("nipy_spectral")
+    for t in range(n_types):
+        ax_g.plot(grid, g_curves[t], color=cmap(t / max(n_types - 1, 1)), lw=0.8)
+        ax_f.plot(grid, f_curves[t], color=cmap(t / max(n_types - 1, 1)), lw=0.8)
+    ax_g.set_title("g_phi(v, a)^2 per type", fontsize=10)
+    ax_f.set_title("f_theta(v, a, msg=0, e=0) per type", fontsize=10)
+    for ax in (ax_g, ax_f):
+        ax.set_xlabel("v")
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(history: list[dict], during: list[dict] | None = None):
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.6))
+    wall = [h["wall_s"] for h in history]
+    for key in ("data", "W_L1", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight"):
+        if history and key in history[0]:
+            ax_l.plot(wall, [max(h[key], 1e-12) for h in history], label=key, lw=1)
+    ax_l.set_yscale("log")
+    ax_l.set_xlabel("wall time [s]")
+    ax_l.legend(fontsize=7, frameon=False)
+    for key in ("connectivity_r2", "tau_r2", "vrest_r2"):
+        if during:
+            ax_m.plot([d["iteration"] for d in during], [d[key] for d in during], marker="o", label=key)
+    ax_m.set_ylim(-0.05, 1.05)
+    ax_m.set_xlabel("iteration")
+    ax_m.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

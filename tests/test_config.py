@@ -67,3 +67,21 @@ def test_overrides_and_roundtrip(tmp_path):
 def test_yaml_exponent_strings_are_numbers(tmp_path):
     (tmp_path / "c.yaml").write_text("simulation:\n  noise_model_level: 5e-2\n")
     assert load_config(tmp_path / "c.yaml").simulation.noise_model_level == 0.05
+
+
+def test_unsupported_reference_features(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  sparsity: none\n  coeff_f_theta_linearity: 0\n")
+    assert "training.sparsity" in load_config(path).ignored
+    path.write_text("training:\n  coeff_f_theta_linearity: 0.5\n")
+    with pytest.raises(ConfigError, match="training.coeff_f_theta_linearity: 0.5 is not supported"):
+        load_config(path)
+
+
+def test_graph_model_size_checks(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("graph_model:\n  embedding_dim: 4\n  input_size: 5\n  input_size_update: 7\n")
+    assert load_config(path).graph_model.embedding_dim == 4
+    path.write_text("graph_model:\n  embedding_dim: 4\n  input_size: 3\n")
+    with pytest.raises(ConfigError, match="graph_model.input_size = 3"):
+        load_config(path)

@@ -77,3 +77,22 @@ def test_jacobian_radius_against_dense_eigvals():
     a = 0.02 / gt.tau.astype(np.float64)
     J = np.eye(conn.n_nodes) + a[:, None] * (-np.eye(conn.n_nodes) + dense)
     assert jacobian_radius(conn, gt, v) == pytest.approx(np.abs(np.linalg.eigvals(J)).max(), rel=1e-6)
+
+
+def test_packaged_priors_cover_default_seeds(conn):
+    from fvjax.groundtruth import packaged_prior
+
+    for seed in range(9):
+        assert packaged_prior(conn, seed) is not None, seed
+    assert packaged_prior(conn, 10_000) is None
+    assert packaged_prior(conn, 0, PriorSpec(n_iter=3)) is None  # other specs are not served
+
+
+@pytest.mark.slow
+def test_packaged_prior_matches_fresh_calibration(conn):
+    from fvjax.groundtruth import packaged_prior
+
+    fresh = calibrated_prior(conn, seed=0, cache=False, progress=False)
+    shipped = packaged_prior(conn, 0)
+    np.testing.assert_array_equal(fresh.tau_per_type, shipped.tau_per_type)
+    np.testing.assert_allclose(fresh.syn_strength, shipped.syn_strength, rtol=1e-2, atol=1e-6)

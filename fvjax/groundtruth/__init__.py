@@ -8,7 +8,8 @@ __all__ = ["GroundTruth", "from_tables", "load_flyvis_checkpoint", "load_npz", "
            "network_state", "save_npz"]
 
 from .prior import (PriorSpec, calibrated_prior, calibration_movie, flyvis_initial,  # noqa: E402
-                    jacobian_radius, prior_cache_path, sample_tables)
+                    jacobian_radius, packaged_prior, prior_cache_path, sample_tables,
+                    write_packaged_priors)
 
 __all__ += ["PriorSpec", "calibrated_prior", "calibration_movie", "flyvis_initial", "jacobian_radius",
-            "prior_cache_path", "sample_tables"]
+            "packaged_prior", "prior_cache_path", "sample_tables", "write_packaged_priors"]

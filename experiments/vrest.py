@@ -1,0 +1,195 @@
+"""V_rest recovery experiment (seed 000): regenerate data with a seed, train, evaluate.
+
+    python -m experiments.vrest --seed 7                       # default preset (< 30 min on 2 cores)
+    python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2
+    python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
+    python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
+
+Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
+checkpoints/, metrics.json, analysis.log, recovered.npz, plots/*.png. Re-running the same command
+resumes (finished data and checkpoints are reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fvjax.config import ConfigError, Config, dump_config, load_config
+from fvjax.generate import parse_sets
+
+# The locked "Node 21" recipe is fvjax's training default (fvjax.config.TrainingConfig).
+PRESETS = {
+    "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
+    # fits in ~30 min on 2 CPU cores, data generation and evaluation included (see docs/results.md)
+    "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 12000},
+}
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return seeds
+
+
+def build_config(args) -> Config:
+    overrides = dict(PRESETS[args.preset])
+    knobs = {"recurrent": "training.recurrent_training", "time_step": "training.time_step",
+             "noise_recurrent_level": "training.noise_recurrent_level",
+             "lr_update": "training.learning_rate_update_start", "W_L2": "training.coeff_W_L2",
+             "grad_clip_W": "training.grad_clip_W", "n_epochs": "training.n_epochs",
+             "n_iter": "training.n_iter", "n_frames": "simulation.n_frames", "lr": "training.lr",
+             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding"}
+    for arg, key in knobs.items():
+        value = getattr(args, arg)
+        if value is not None and value is not False:
+            overrides[key] = value
+    if args.two_phase:
+        overrides.update({"training.recurrent_training": True, "training.n_epochs": max(args.n_epochs or 2, 2),
+                          "training.recurrent_training_start_epoch": 1})
+    overrides.update(parse_sets(args.set))
+    return load_config(args.config, overrides)
+
+
+def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> dict:
+    """Generate (or reuse) data, train (or resume), evaluate, plot. Returns the metrics."""
+    import jax.numpy as jnp
+
+    from fvjax import model as M
+    from fvjax.connectome import build_connectome
+    from fvjax.data import generate_dataset, load_dataset
+    from fvjax.evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
+    from fvjax.train import fit
+
+    cfg = cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    started = time.time()
+    data_dir = run_dir / "data"
+    if not (data_dir / "manifest.json").is_file():
+        generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
+    data = load_dataset(data_dir)
+    conn = build_connectome(cfg.simulation.extent)
+    gt = data.ground_truth(conn)
+    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index))
+    result = fit(cfg, data, graph, run_dir, progress=progress,
+                 on_eval=lambda params, it: quick_metrics(params, result_spec(cfg, conn), graph, data, gt))
+    train_min = result.wall_time_s / 60
+    metrics, arrays = evaluate(result.params, result.spec, graph, data, conn, gt, cfg.simulation.delta_t)
+    metrics.update({"final_loss": result.history[-1]["data"] / conn.n_nodes if result.history else float("nan"),
+                    "training_time_min": round(train_min, 2), "total_time_min": round((time.time() - started) / 60, 2),
+                    "iterations": result.iterations, "seed": seed})
+    write_metrics(run_dir, metrics, arrays)
+    write_analysis_log(run_dir / "analysis.log", metrics,
+                       header={"seed": seed, "n_frames": cfg.simulation.n_frames,
+                               "iterations": result.iterations, "batch_size": cfg.training.batch_size})
+    _plots(run_dir, result, arrays, gt, conn, data, metrics)
+    return metrics
+
+
+def result_spec(cfg, conn):
+    from fvjax.train import model_spec
+
+    return model_spec(cfg, conn.n_nodes, conn.n_edges)
+
+
+def _plots(run_dir, result, arrays, gt, conn, data, metrics):
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import jax.numpy as jnp
+
+    from fvjax import model as M
+    from fvjax import plots
+
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    plots.recovery_panel(gt.W, arrays["W"], gt.tau, arrays["tau"], gt.V_rest, arrays["V_rest"],
+                         metrics).savefig(out / "recovery.png", dpi=100)
+    plots.embedding_plot(result.params["a"], conn.node_type, conn.n_types).savefig(out / "embedding.png", dpi=100)
+    first = np.array([np.flatnonzero(conn.node_type == t)[0] for t in range(conn.n_types)])
+    grid = np.linspace(-2, 4, 200, dtype=np.float32)
+    v = jnp.broadcast_to(jnp.asarray(grid)[None], (len(first), len(grid)))
+    a = result.params["a"][first][:, None, :]
+    g = np.asarray(M.edge_function(result.params, result.spec, v, a))
+    zeros = jnp.zeros_like(v)
+    f = np.asarray(M.update_function(result.params, result.spec, v, a, zeros, zeros))
+    plots.function_curves(g, f, grid, conn.node_type, conn.n_types).savefig(out / "functions.png", dpi=100)
+    during = []
+    if (run_dir / "metrics_during.csv").exists():
+        with open(run_dir / "metrics_during.csv") as fh:
+            during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
+    matplotlib.pyplot.close("all")
+
+
+KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
+        "training_time_min", "total_time_min")
+
+
+def summarize(results: dict[int, dict]) -> dict:
+    summary = {}
+    for key in KEYS:
+        vals = np.array([r[key] for r in results.values() if key in r], float)
+        if len(vals):
+            summary[key] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "n": int(len(vals))}
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.vrest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    g.add_argument("--seeds", type=str, help="several seeds, e.g. 1-8 or 1,3,5")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--out", default="runs/vrest", help="parent folder of the run folders")
+    p.add_argument("--config", help="YAML applied on top of the defaults (reference key names accepted)")
+    p.add_argument("--recurrent", action="store_true", help="training.recurrent_training")
+    p.add_argument("--time-step", dest="time_step", type=int, help="recurrent unroll length")
+    p.add_argument("--noise-recurrent-level", type=float)
+    p.add_argument("--lr-update", type=float, help="f_theta learning rate (learning_rate_update_start)")
+    p.add_argument("--W-L2", dest="W_L2", type=float, help="coeff_W_L2")
+    p.add_argument("--grad-clip-W", dest="grad_clip_W", type=float)
+    p.add_argument("--two-phase", action="store_true", help="one-step epoch, then recurrent epoch(s)")
+    p.add_argument("--n-epochs", type=int)
+    p.add_argument("--n-iter", type=int, help="iterations per epoch (overrides the preset)")
+    p.add_argument("--n-frames", type=int, help="training frames to generate")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lr-W", dest="lr_W", type=float)
+    p.add_argument("--lr-embedding", type=float)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+    results = {}
+    for seed in seeds:
+        run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
+        print(f"== seed {seed} -> {run_dir}", flush=True)
+        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet)
+        print("   " + ", ".join(f"{k}={results[seed][k]:.3f}" for k in KEYS if k in results[seed]), flush=True)
+    if len(seeds) > 1:
+        summary = summarize(results)
+        path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
+        path.write_text(json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
+        for key, s in summary.items():
+            print(f"{key:20s} {s['mean']:.3f} +/- {s['std']:.3f} (n={s['n']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Evaluate a trained model against the ground truth; write ``analysis.log`` and ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import metrics as MT
+from . import model as M
+from .connectome import Connectome
+from .data import Dataset
+from .groundtruth import GroundTruth
+
+
+def probe_frames(n_frames: int, n: int = 8) -> np.ndarray:
+    """Frames used for d f_theta / d msg: linspace(T//10, T-100, 8) (clipped for short data)."""
+    return np.linspace(n_frames // 10, max(n_frames - 100, n_frames // 10), n).astype(int)
+
+
+def recovered(params, spec, graph, data: Dataset) -> dict:
+    frames = probe_frames(len(data.train))
+    return MT.recovered_parameters(params, spec, graph, data.train.node_mean, data.train.node_std,
+                                   np.asarray(data.train.voltage[frames]), np.asarray(data.train.stimulus[frames]))
+
+
+def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth) -> dict:
+    """The three R^2 tracked during training (cheap: no clustering, no rollout)."""
+    rec = recovered(params, spec, graph, data)
+    return {"connectivity_r2": MT.r2_filtered(gt.W, rec["W"])[0],
+            "vrest_r2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
+            "tau_r2": MT.r2_affine(gt.tau, rec["tau"])[0]}
+
+
+def test_scores(params, spec, graph, data: Dataset, dt: float, max_frames: int = 0) -> dict:
+    """One-step and free-rollout scores on the test split (rollout from the true v at frame 0)."""
+    test = data.test
+    n = len(test) if not max_frames else min(len(test), max_frames)
+    volts = np.asarray(test.voltage[:n])
+    stim = np.asarray(test.stimulus[:n])
+    pred = np.asarray(MT.rollout(params, spec, graph, jnp.asarray(volts[0]), jnp.asarray(stim[:-1]), dt))
+    roll = MT.per_neuron_scores(volts[1:], pred)
+    one = []
+    for start in range(0, n, 256):
+        dv, _ = M.apply(params, spec, graph, jnp.asarray(volts[start:start + 256]), jnp.asarray(stim[start:start + 256]))
+        one.append(np.asarray(dv))
+    one_step = MT.per_neuron_scores(np.asarray(test.target[:n]), np.concatenate(one))
+    return {"test_R2": float(np.nanmean(roll["r2"])), "test_pearson": float(np.nanmean(roll["pearson"])),
+            "test_pearson_std": float(np.nanstd(roll["pearson"])), "test_rmse": float(np.nanmean(roll["rmse"])),
+            "one_step_pearson": float(np.nanmean(one_step["pearson"])),
+            "one_step_rmse": float(np.nanmean(one_step["rmse"])), "rollout_frames": int(n - 1)}
+
+
+def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Connectome, gt: GroundTruth,
+             dt: float = 0.02, cluster: bool = True, max_test_frames: int = 0) -> tuple[dict, dict]:
+    """(metrics, arrays): every scalar metric, and the recovered per-neuron/per-edge arrays."""
+    rec = recovered(params, spec, graph, data)
+    src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+    out = {}
+    out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
+    out["W_raw_R2"] = MT.r2_affine(gt.W, np.asarray(params["W"]))[0]
+    out["tau_R2"] = MT.r2_affine(gt.tau, rec["tau"])[0]
+    out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
+    if cluster:
+        feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
+        out["cluster_accuracy"] = MT.cluster_accuracy(feats, conn.node_type)
+    out.update(test_scores(params, spec, graph, data, dt, max_test_frames))
+    out["effective_rank_90"], out["effective_rank_99"] = MT.effective_rank(data.train.voltage)
+    out["spectral_radius_true"] = MT.spectral_radius(gt.W, src, dst, spec.n_nodes)
+    out["spectral_radius_learned"] = MT.spectral_radius(rec["W"], src, dst, spec.n_nodes)
+    per_type = MT.per_type_r2(gt.W, rec["W"], conn.node_type[dst], conn.n_types)
+    out["W_R2_per_target_type_median"] = float(np.nanmedian(per_type))
+    arrays = {**rec, "W_R2_per_target_type": per_type}
+    return out, arrays
+
+
+def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = None) -> None:
+    """``analysis.log`` in the seeds' form (``key: value`` lines, the activity block of seed 003)."""
+    lines = [f"{k}: {v}" for k, v in (header or {}).items()]
+    lines += [f"spectral radius: {metrics['spectral_radius_true']:.3f}",
+              f"spectral radius - true: {metrics['spectral_radius_true']:.3f} "
+              f"learned: {metrics['spectral_radius_learned']:.3f}",
+              "--- activity ---",
+              f"  effective rank (90% var): {metrics['effective_rank_90']}",
+              f"  effective rank (99% var): {metrics['effective_rank_99']}",
+              "--- Rollout results ---",
+              f"Pearson r: {metrics['test_pearson']:.3f} +/- {metrics['test_pearson_std']:.3f}",
+              f"RMSE: {metrics['test_rmse']:.4f}"]
+    for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2", "tau_R2", "V_rest_R2",
+                "cluster_accuracy", "training_time_min"):
+        if key in metrics:
+            lines.append(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key}: {metrics[key]}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_metrics(run_dir: str | Path, metrics: dict, arrays: dict) -> None:
+    run_dir = Path(run_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    np.savez(run_dir / "recovered.npz", **{k: np.asarray(v) for k, v in arrays.items()})

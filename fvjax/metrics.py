@@ -1,0 +1,218 @@
+"""Recovery and rollout metrics (definitions in docs/metrics.md; reference spec section 4)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import model as M
+
+# ------------------------------------------------------------------------------------------ R^2
+
+
+def r2_affine(true, learned) -> tuple[float, float]:
+    """Fit learned ~ slope * true + b by least squares; R^2 of that fit (= squared Pearson) and slope."""
+    x, y = np.asarray(true, np.float64), np.asarray(learned, np.float64)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    ss_res = np.sum((y - slope * x - intercept) ** 2)
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    return float(1.0 - ss_res / ss_tot), float(slope)
+
+
+def r2_filtered(true, learned, outlier_threshold: float = 5.0) -> tuple[float, float]:
+    """:func:`r2_affine` after dropping items with |learned - true| > ``outlier_threshold``."""
+    true, learned = np.asarray(true), np.asarray(learned)
+    keep = np.abs(learned - true) <= outlier_threshold
+    return r2_affine(true[keep], learned[keep])
+
+
+# ------------------------------------------------------------------------------ function probes
+
+
+def _linear_fit(r, f):
+    """Per-row OLS slope and intercept of f ~ s r + o; r, f: (n, P)."""
+    rm, fm = r.mean(-1, keepdims=True), f.mean(-1, keepdims=True)
+    var = jnp.sum((r - rm) ** 2, -1)
+    slope = jnp.where(var > 0, jnp.sum((r - rm) * (f - fm), -1) / jnp.where(var > 0, var, 1.0), 0.0)
+    return slope, fm[:, 0] - slope * rm[:, 0]
+
+
+@partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
+def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
+    """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) over r in mu_i +- 2 sigma_i."""
+    grid = jnp.linspace(-2.0, 2.0, n_points)
+
+    def block(args):
+        m, sd, a = args
+        r = m[:, None] + sd[:, None] * grid[None]
+        x = jnp.concatenate([r[..., None], jnp.broadcast_to(a[:, None], r.shape + a.shape[-1:]),
+                             jnp.zeros(r.shape + (2,), r.dtype)], -1)
+        return _linear_fit(r, M.mlp_apply(params["f_theta"], x, spec.activation)[..., 0])
+
+    return _chunked(block, (mu, sigma, params["a"]), chunk)
+
+
+@partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
+def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
+    """Slope r_j of g_phi([r, a_j])^2 over r in [max(mu-2sd, 0), mu+2sd]; 1 where mu+sd <= 0."""
+    grid = jnp.linspace(0.0, 1.0, n_points)
+
+    def block(args):
+        m, sd, a = args
+        lo, hi = jnp.maximum(m - 2 * sd, 0.0), m + 2 * sd
+        r = lo[:, None] + (hi - lo)[:, None] * grid[None]
+        h = M.edge_function(params, spec, r, a[:, None, :]) if spec.variant == "flyvis_A" else _g_b(params, spec, r, a)
+        return _linear_fit(r, h)[0]
+
+    slopes = _chunked(block, (mu, sigma, params["a"]), chunk)
+    return jnp.where(mu + sigma > 0, slopes, 1.0)
+
+
+def _g_b(params, spec, r, a):
+    """flyvis_B probe [0, r, a_j, a_j]."""
+    ab = jnp.broadcast_to(a[:, None], r.shape + a.shape[-1:])
+    x = jnp.concatenate([jnp.zeros_like(r)[..., None], r[..., None], ab, ab], -1)
+    h = M.mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
+    return h**2 if spec.g_phi_positive else h
+
+
+def _chunked(fn, arrays, chunk):
+    n = arrays[0].shape[0]
+    pad = (-n) % chunk
+    padded = [jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]) if pad else x for x in arrays]
+    blocks = [x.reshape((-1, chunk) + x.shape[1:]) for x in padded]
+    out = jax.lax.map(fn, tuple(blocks))
+    return jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:n], out)
+
+
+@partial(jax.jit, static_argnames=("spec",))
+def msg_gain(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
+    """d f_theta / d msg per neuron at the data: voltage (F, N), stimulus (F, n_in) -> (F, N)."""
+    msg = M.messages(params, spec, graph, voltage)
+    stim = M.node_stimulus(graph, stimulus, spec.n_nodes)
+
+    def total(m):
+        return jnp.sum(M.update_function(params, spec, voltage, params["a"], m, stim))
+
+    return jax.grad(total)(msg)
+
+
+# ----------------------------------------------------------------------------- recovered params
+
+
+def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> dict:
+    """tau_hat, V_rest_hat per neuron and the corrected weights W* per edge.
+
+    ``voltage``/``stimulus``: a few training frames (the reference uses 8) for d f/d msg (median).
+    """
+    s, o = (np.asarray(x, np.float64) for x in f_theta_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(s != 0, np.clip(1.0 / -s, 0.0, 1.0), 1.0)
+        v_rest = np.where(s != 0, -o / s, 1.0)
+    r = np.asarray(g_phi_slopes(params, spec, jnp.asarray(mu), jnp.asarray(sigma)), np.float64)
+    gain = np.median(np.asarray(msg_gain(params, spec, graph, jnp.asarray(voltage), jnp.asarray(stimulus))), 0)
+    src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_star = -np.asarray(params["W"], np.float64) * gain[dst] * r[src] / s[dst]
+    w_star[~np.isfinite(w_star)] = 0.0
+    return {"tau": tau, "V_rest": v_rest, "W": w_star, "f_slope": s, "g_slope": r, "msg_gain": gain}
+
+
+def _edge_stats(values, index, n):
+    count = np.bincount(index, minlength=n)
+    mean = np.bincount(index, weights=values, minlength=n) / np.maximum(count, 1)
+    sq = np.bincount(index, weights=values**2, minlength=n) / np.maximum(count, 1)
+    return mean, np.sqrt(np.maximum(sq - mean**2, 0.0))
+
+
+def cluster_features(a, tau, v_rest, w_star, src, dst, n) -> np.ndarray:
+    """[a, tau, V_rest, W* in-mean, in-std, out-mean, out-std] per neuron (0 without edges)."""
+    in_m, in_s = _edge_stats(w_star, dst, n)
+    out_m, out_s = _edge_stats(w_star, src, n)
+    return np.column_stack([np.asarray(a), tau, v_rest, in_m, in_s, out_m, out_s])
+
+
+def cluster_accuracy(features, types, n_components: int = 100, seed: int = 42) -> float:
+    """GMM(full) clusters matched one-to-one to types (Hungarian); unmatched clusters count as errors."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.mixture import GaussianMixture
+
+    features = np.nan_to_num(np.asarray(features, np.float64))
+    n_components = min(n_components, len(features))
+    labels = GaussianMixture(n_components, covariance_type="full", random_state=seed,
+                             reg_covar=1e-6).fit_predict(features)
+    types = np.asarray(types)
+    n_types = types.max() + 1
+    counts = np.zeros((n_types, n_components))
+    np.add.at(counts, (types, labels), 1)
+    rows, cols = linear_sum_assignment(-counts)
+    return float(counts[rows, cols].sum() / len(types))
+
+
+# -------------------------------------------------------------------------------------- rollout
+
+
+@partial(jax.jit, static_argnames=("spec", "dt"))
+def rollout(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float = 0.02):
+    """Free-running model rollout from v0 (N,) over stimulus (T, n_in); returns v(1..T) (T, N),
+    clamped to [-100, 100] each step like the reference."""
+    def step(v, stim):
+        dv, _ = M.apply(params, spec, graph, v[None], stim[None])
+        v_next = jnp.clip(v + dt * dv[0], -100.0, 100.0)
+        return v_next, v_next
+
+    return jax.lax.scan(step, v0, stimulus)[1]
+
+
+def per_neuron_scores(true, pred) -> dict:
+    """Per-neuron Pearson r and R^2 over time (NaN where a trace is flat), summarised by nanmean."""
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    tc, pc = true - true.mean(0), pred - pred.mean(0)
+    ts, ps = np.sqrt((tc**2).sum(0)), np.sqrt((pc**2).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pearson = np.where((ts > 1e-8) & (ps > 1e-8), (tc * pc).sum(0) / (ts * ps), np.nan)
+        ss_tot = (tc**2).sum(0)
+        r2 = np.where(ss_tot > 1e-8, 1.0 - ((true - pred) ** 2).sum(0) / ss_tot, np.nan)
+    rmse = np.sqrt(((true - pred) ** 2).mean(0))
+    return {"pearson": pearson, "r2": r2, "rmse": rmse}
+
+
+# ---------------------------------------------------------------------------------- diagnostics
+
+
+def effective_rank(activity, max_elements: int = 10_000_000, max_neurons: int = 1024) -> tuple[int, int]:
+    """(rank90, rank99): components reaching 90% / 99% of the energy of the uncentred activity
+    (neurons subsampled to <= 1024, frames so that T'N' <= 1e7)."""
+    activity = np.asarray(activity)
+    n_step = -(-activity.shape[1] // max_neurons)
+    sub = activity[:, ::n_step]
+    t_step = max(1, -(-sub.shape[0] * sub.shape[1] // max_elements))
+    s = np.linalg.svd(np.asarray(sub[::t_step], np.float64), compute_uv=False)
+    energy = np.cumsum(s**2) / np.sum(s**2)
+    return int(np.searchsorted(energy, 0.90) + 1), int(np.searchsorted(energy, 0.99) + 1)
+
+
+def spectral_radius(W, src, dst, n) -> float:
+    """Largest |eigenvalue| of the N x N matrix with entries W_e at (dst_e, src_e)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as sla
+
+    A = sp.csr_matrix((np.asarray(W, np.float64), (dst, src)), shape=(n, n))
+    v0 = np.random.default_rng(0).standard_normal(n)
+    return float(np.abs(sla.eigs(A, k=1, which="LM", return_eigenvectors=False, v0=v0, tol=1e-6,
+                                 maxiter=20000)).max())
+
+
+def per_type_r2(true, learned, groups, n_groups) -> np.ndarray:
+    """R^2 (:func:`r2_affine`) within each group; NaN for groups with < 3 items or flat values."""
+    out = np.full(n_groups, np.nan)
+    for g in range(n_groups):
+        sel = groups == g
+        if sel.sum() >= 3:
+            out[g] = r2_affine(true[sel], learned[sel])[0]
+    return out

@@ -1,0 +1,140 @@
+"""The flyvis GNN (flyvis-gnn ``FlyVisGNN``) as pure functions: ``init`` and ``apply``.
+
+    h_j   = g_phi([v_j, a_j])^2                     (flyvis_A; squared when g_phi_positive)
+    msg_i = sum_{e: j->i} W_e h_j
+    dv_i  = f_theta([v_i, a_i, msg_i, e_i])
+
+For flyvis_A g_phi's input depends on the source node only, so it is evaluated once per node and
+gathered (exactly the per-edge value; tested in float64). flyvis_B (g_phi sees [v_i, v_j, a_i, a_j])
+is evaluated per edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
+    "leaky_relu": jax.nn.leaky_relu, "soft_relu": jax.nn.softplus, "none": lambda x: x,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static architecture (hashable; passed to jit as a static argument)."""
+
+    n_nodes: int
+    n_edges: int
+    variant: str = "flyvis_A"          # "flyvis_A" | "flyvis_B"
+    embedding_dim: int = 2
+    hidden_dim: int = 80
+    n_layers: int = 3
+    hidden_dim_update: int = 80
+    n_layers_update: int = 3
+    activation: str = "relu"
+    g_phi_positive: bool = True
+    w_init_mode: str = "randn_scaled"  # "zeros" | "randn" | "randn_scaled"
+    w_init_scale: float = 1.0
+
+    @property
+    def edge_input_size(self) -> int:
+        return 1 + self.embedding_dim if self.variant == "flyvis_A" else 2 + 2 * self.embedding_dim
+
+    @property
+    def update_input_size(self) -> int:
+        return 3 + self.embedding_dim
+
+
+class Graph(NamedTuple):
+    """Edges the model passes messages over (int32 arrays) and where the stimulus enters."""
+
+    src: jax.Array
+    dst: jax.Array
+    input_index: jax.Array
+
+
+def mlp_init(key, sizes: list[int], dtype=jnp.float32) -> list[dict]:
+    """PyTorch-like init of the reference MLP: first layer U(+-1/sqrt(fan_in)) for weights and
+    biases; later layers N(0, 0.1^2) weights and zero biases."""
+    layers = []
+    keys = jax.random.split(key, 2 * (len(sizes) - 1))
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if k == 0:
+            bound = 1.0 / np.sqrt(fan_in)
+            w = jax.random.uniform(keys[2 * k], (fan_in, fan_out), dtype, -bound, bound)
+            b = jax.random.uniform(keys[2 * k + 1], (fan_out,), dtype, -bound, bound)
+        else:
+            w = 0.1 * jax.random.normal(keys[2 * k], (fan_in, fan_out), dtype)
+            b = jnp.zeros((fan_out,), dtype)
+        layers.append({"w": w, "b": b})
+    return layers
+
+
+def mlp_apply(layers: list[dict], x: jax.Array, activation: str = "relu") -> jax.Array:
+    act = ACTIVATIONS[activation]
+    for layer in layers[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+    return x @ layers[-1]["w"] + layers[-1]["b"]
+
+
+def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
+    """Parameters: ``g_phi``, ``f_theta`` (lists of {w, b}), ``a`` (N, d) = ones, ``W`` (E,)."""
+    k_g, k_f, k_w = jax.random.split(key, 3)
+    g_sizes = [spec.edge_input_size] + [spec.hidden_dim] * (spec.n_layers - 1) + [1]
+    f_sizes = [spec.update_input_size] + [spec.hidden_dim_update] * (spec.n_layers_update - 1) + [1]
+    if spec.w_init_mode == "zeros":
+        W = jnp.zeros((spec.n_edges,), dtype)
+    elif spec.w_init_mode == "randn":
+        W = jax.random.normal(k_w, (spec.n_edges,), dtype)
+    elif spec.w_init_mode == "randn_scaled":
+        W = jax.random.normal(k_w, (spec.n_edges,), dtype) * (spec.w_init_scale / np.sqrt(spec.n_edges))
+    else:
+        raise ValueError(f"w_init_mode {spec.w_init_mode!r}: expected zeros, randn or randn_scaled")
+    return {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
+            "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype), "W": W}
+
+
+def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> jax.Array:
+    """g_phi([v, a]) (squared if g_phi_positive) for node-wise inputs v (..., N), a (N, d)."""
+    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
+    h = mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
+    return h**2 if spec.g_phi_positive else h
+
+
+def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+    """f_theta([v, a, msg, e]) for node-wise arrays (..., N)."""
+    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:]),
+                         msg[..., None], stim[..., None]], -1)
+    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0]
+
+
+def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
+    """msg (B, N) for voltages v (B, N)."""
+    a = params["a"]
+    if spec.variant == "flyvis_A":
+        h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
+    else:
+        x = jnp.concatenate([v[:, graph.dst, None], v[:, graph.src, None],
+                             jnp.broadcast_to(a[graph.dst], v.shape[:1] + a[graph.dst].shape),
+                             jnp.broadcast_to(a[graph.src], v.shape[:1] + a[graph.src].shape)], -1)
+        h = mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
+        h = h**2 if spec.g_phi_positive else h
+    summed = jax.ops.segment_sum((params["W"][:, None] * h.T), graph.dst, num_segments=spec.n_nodes)
+    return summed.T
+
+
+def node_stimulus(graph: Graph, stim_inputs: jax.Array, n_nodes: int) -> jax.Array:
+    """(B, n_inputs) input-node values -> (B, N) with zeros elsewhere."""
+    return jnp.zeros(stim_inputs.shape[:1] + (n_nodes,), stim_inputs.dtype).at[:, graph.input_index].set(stim_inputs)
+
+
+def apply(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array, stim_inputs: jax.Array):
+    """Predicted dv/dt (B, N) and the messages (B, N) for voltages v (B, N), stimulus (B, n_inputs)."""
+    msg = messages(params, spec, graph, v)
+    stim = node_stimulus(graph, stim_inputs, spec.n_nodes)
+    return update_function(params, spec, v, params["a"], msg, stim), msg

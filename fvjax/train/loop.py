@@ -1,0 +1,162 @@
+"""The training loop: sample frames, stream them from the memory-mapped dataset in blocks of
+``steps_per_call`` iterations, run the scanned step, log, checkpoint, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import model as M
+from ..config import Config
+from ..data import Dataset
+from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from .losses import Batch, SeqBatch, coefficients
+from .optim import make_optimizer
+from .step import StepConfig, init_state, make_steps
+
+
+def n_iterations(cfg: Config, n_frames: int) -> int:
+    """Iterations per epoch: ``training.n_iter`` or the reference's int(T * aug // B * 0.2)."""
+    tr = cfg.training
+    return tr.n_iter or max(int((n_frames * tr.data_augmentation_loop // tr.batch_size) * 0.2), 1)
+
+
+def frame_indices(cfg: Config, n_frames: int, epoch: int, n_iter: int, time_step: int) -> np.ndarray:
+    """(n_iter, B) start frames: i.i.d. uniform with RandomState(seed + epoch), like the reference;
+    aligned down to a multiple of time_step for recurrent training."""
+    tr = cfg.training
+    high = max(n_frames - 4 - time_step, 1)
+    idx = np.random.RandomState(tr.seed + epoch).randint(0, high, size=n_iter * tr.batch_size)
+    if time_step > 1:
+        idx -= idx % time_step
+    return idx.reshape(n_iter, tr.batch_size)
+
+
+def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
+    gm, tr = cfg.graph_model, cfg.training
+    return M.ModelSpec(n_nodes=n_nodes, n_edges=n_edges, variant=gm.signal_model_name,
+                       embedding_dim=gm.embedding_dim, hidden_dim=gm.hidden_dim, n_layers=gm.n_layers,
+                       hidden_dim_update=gm.hidden_dim_update, n_layers_update=gm.n_layers_update,
+                       activation=gm.MLP_activation, g_phi_positive=gm.g_phi_positive,
+                       w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale)
+
+
+def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):
+    """Read one block of batches (K, B, ...) from the memmaps (only those frames touch RAM)."""
+    split = data.train
+    flat = idx.reshape(-1)
+    if not recurrent:
+        order = np.argsort(flat)  # sequential reads from the memmap, then back to sample order
+        inv = np.argsort(order)
+        get = lambda a: np.asarray(a[flat[order]])[inv].reshape(idx.shape + a.shape[1:])  # noqa: E731
+        return Batch(jnp.asarray(get(split.voltage)), jnp.asarray(get(split.target)), jnp.asarray(get(split.stimulus)))
+    window = flat[:, None] + np.arange(time_step + 1)[None]
+    volts = np.stack([np.asarray(split.voltage[w]) for w in window])
+    stims = np.stack([np.asarray(split.stimulus[w[:-1]]) for w in window])
+    k, b = idx.shape
+    return SeqBatch(jnp.asarray(volts.reshape(k, b, time_step + 1, -1)),
+                    jnp.asarray(stims.reshape(k, b, time_step, -1)))
+
+
+@dataclass
+class FitResult:
+    params: dict
+    spec: M.ModelSpec
+    history: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    iterations: int = 0
+
+
+def _epoch_mode(cfg: Config, epoch: int) -> tuple[bool, int]:
+    tr = cfg.training
+    recurrent = tr.recurrent_training and epoch >= tr.recurrent_training_start_epoch
+    return recurrent, (tr.time_step if recurrent else 1)
+
+
+def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,
+        progress: bool = True, on_eval: Callable[[dict, int], dict] | None = None,
+        checkpoint_every_s: float = 600.0) -> FitResult:
+    """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows.
+
+    ``on_eval(params, iteration) -> dict`` is called ``eval_every`` iterations (default 10 per epoch)
+    and its results go to ``metrics_during.csv``. With ``resume`` an existing checkpoint in
+    ``run_dir/checkpoints`` is continued exactly (same frames, same keys).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tr = cfg.training
+    n_frames = len(data.train)
+    spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
+    optimizer = make_optimizer(tr)
+    state = init_state(M.init(jax.random.PRNGKey(tr.seed), spec), optimizer)
+    start_epoch, start_iter, elapsed = 0, 0, 0.0
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        state, meta = restore_checkpoint(ckpt, state)
+        start_epoch, start_iter, elapsed = meta["epoch"], meta["iteration"], meta["wall_time_s"]
+    n_iter = n_iterations(cfg, n_frames)
+    xnorm = jnp.asarray(data.xnorm, jnp.float32)
+    base_key = jax.random.PRNGKey(tr.seed + 1)
+    eval_every = tr.eval_every or max(n_iter // 10, 1)
+    history: list[dict] = []
+    t0, last_ckpt = time.time() - elapsed, time.time()
+    loss_file = open(run_dir / "loss.csv", "a", newline="")
+    writer = None
+    for epoch in range(start_epoch, tr.n_epochs):
+        recurrent, time_step = _epoch_mode(cfg, epoch)
+        sc = StepConfig(recurrent, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent)
+        _, scanned = make_steps(spec, optimizer, sc)
+        coeffs = coefficients(tr, epoch)
+        idx = frame_indices(cfg, n_frames, epoch, n_iter, time_step)
+        it = start_iter if epoch == start_epoch else 0
+        bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{tr.n_epochs}", disable=not progress)
+        while it < n_iter:
+            k = min(tr.steps_per_call, n_iter - it, eval_every - it % eval_every)
+            batches = gather_block(data, idx[it:it + k], time_step, recurrent)
+            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
+            state, terms = scanned(state, batches, keys, graph, xnorm, coeffs)
+            terms = {name: np.asarray(v) for name, v in terms.items()}
+            it += k
+            row = {"epoch": epoch, "iteration": it, "wall_s": round(time.time() - t0, 2),
+                   **{name: float(v.mean()) for name, v in terms.items()}}
+            if writer is None:
+                writer = csv.DictWriter(loss_file, fieldnames=list(row))
+                if loss_file.tell() == 0:
+                    writer.writeheader()
+            writer.writerow(row)
+            history.append(row)
+            bar.update(k)
+            bar.set_postfix(loss=f"{row['data'] / data.train.voltage.shape[1]:.4f}")
+            if not np.isfinite(row["data"]):
+                raise FloatingPointError(f"training diverged at epoch {epoch}, iteration {it} (loss is NaN)")
+            if on_eval is not None and it % eval_every == 0:
+                _log_eval(run_dir, on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
+            if time.time() - last_ckpt > checkpoint_every_s:
+                loss_file.flush()
+                save_checkpoint(run_dir, state, epoch, it, time.time() - t0)
+                last_ckpt = time.time()
+        bar.close()
+        loss_file.flush()
+        save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0)
+    loss_file.close()
+    return FitResult(state.params, spec, history, time.time() - t0, tr.n_epochs * n_iter)
+
+
+def _log_eval(run_dir: Path, values: dict, iteration: int) -> None:
+    path = run_dir / "metrics_during.csv"
+    new = not path.exists()
+    with open(path, "a") as f:
+        if new:
+            f.write("iteration," + ",".join(values) + "\n")
+        f.write(f"{iteration}," + ",".join(f"{v:.6f}" for v in values.values()) + "\n")
+    (run_dir / "last_eval.json").write_text(json.dumps({"iteration": iteration, **values}))

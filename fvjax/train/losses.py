@@ -1,0 +1,140 @@
+"""Data losses and regularisers (flyvis-gnn recipe; see docs/training.md for the differences).
+
+Norms follow the reference: ``l1 = sum |x|``, ``l2 = Euclidean norm`` (not squared).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .. import model as M
+from ..config import TrainingConfig
+
+
+class Coefficients(NamedTuple):
+    """Regulariser weights as traced scalars (annealing changes them without recompiling)."""
+
+    W_L1: jax.Array
+    W_L2: jax.Array
+    g_phi_weight_L1: jax.Array
+    g_phi_weight_L2: jax.Array
+    f_theta_weight_L1: jax.Array
+    f_theta_weight_L2: jax.Array
+    g_phi_diff: jax.Array
+    g_phi_norm: jax.Array
+
+
+def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
+    """Weights for ``epoch``: the six weight penalties are annealed by 1 - exp(-rate * epoch)."""
+    rate = cfg.regul_annealing_rate
+    anneal = 1.0 - jnp.exp(-rate * epoch) if rate > 0 else 1.0
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return Coefficients(
+        W_L1=f(cfg.coeff_W_L1 * anneal), W_L2=f(cfg.coeff_W_L2 * anneal),
+        g_phi_weight_L1=f(cfg.coeff_g_phi_weight_L1 * anneal), g_phi_weight_L2=f(cfg.coeff_g_phi_weight_L2 * anneal),
+        f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * anneal),
+        f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
+        g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
+    )
+
+
+def l2(x):
+    """Euclidean norm with gradient 0 (not NaN) at x = 0, like torch.norm's subgradient."""
+    sq = jnp.sum(x**2)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def _weight_penalty(layers, c1, c2):
+    leaves = jax.tree.leaves(layers)
+    return sum(c1 * jnp.sum(jnp.abs(p)) + c2 * l2(p) for p in leaves)
+
+
+def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coefficients) -> dict:
+    """All regulariser terms (dict name -> scalar). ``v0``: (N,) voltages of the batch's first frame.
+
+    g_phi_diff / g_phi_norm see detached inputs (v and a), so their gradient reaches g_phi only.
+    """
+    a = jax.lax.stop_gradient(params["a"])
+    v0 = jax.lax.stop_gradient(v0)
+    delta = 0.05 * jnp.maximum(xnorm, 1e-6)
+    terms = {
+        "W_L1": c.W_L1 * jnp.sum(jnp.abs(params["W"])),
+        "W_L2": c.W_L2 * l2(params["W"]),
+        "g_phi_weight": _weight_penalty(params["g_phi"], c.g_phi_weight_L1, c.g_phi_weight_L2),
+        "f_theta_weight": _weight_penalty(params["f_theta"], c.f_theta_weight_L1, c.f_theta_weight_L2),
+    }
+    if spec.variant == "flyvis_A":
+        m0 = M.edge_function(params, spec, v0, a)
+        m1 = M.edge_function(params, spec, v0 + delta, a)
+        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(m0 - m1))
+        ref = jnp.full_like(v0, 2.0 * xnorm)
+        terms["g_phi_norm"] = c.g_phi_norm * l2(M.edge_function(params, spec, ref, a) - 2.0 * xnorm)
+    else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
+        def g_b(v_src):
+            x = jnp.concatenate([v0[:, None], v_src[:, None], a, a], -1)
+            h = M.mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
+            return h**2 if spec.g_phi_positive else h
+        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v0 + delta)))
+        terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
+    return terms
+
+
+class Batch(NamedTuple):
+    """One-step batch: B frames."""
+
+    voltage: jax.Array    # (B, N)
+    target: jax.Array     # (B, N) dv/dt
+    stimulus: jax.Array   # (B, n_inputs)
+
+
+class SeqBatch(NamedTuple):
+    """Recurrent batch: B windows of S steps."""
+
+    voltage: jax.Array    # (B, S + 1, N): v(k) ... v(k+S)
+    stimulus: jax.Array   # (B, S, n_inputs)
+
+
+def one_step_loss(params, spec, graph, batch: Batch, xnorm, c: Coefficients):
+    pred, _ = M.apply(params, spec, graph, batch.voltage, batch.stimulus)
+    data = l2(pred - batch.target)
+    terms = regularizers(params, spec, batch.voltage[0], xnorm, c)
+    return data + sum(terms.values()), {"data": data, **terms}
+
+
+def rollout(params, spec, graph, v0, stimulus, key, dt: float, noise_std: float):
+    """Unroll the model's own Euler steps: v0 (B, N), stimulus (B, S, n_in) -> v(S) (B, N)."""
+    def step(v, inputs):
+        stim, k = inputs
+        dv, _ = M.apply(params, spec, graph, v, stim)
+        v_next = v + dt * dv
+        if noise_std > 0:
+            v_next = v_next + noise_std * jax.random.normal(k, v.shape, v.dtype)
+        return v_next, None
+
+    n_steps = stimulus.shape[1]
+    keys = jax.random.split(key, n_steps)
+    v_end, _ = jax.lax.scan(step, v0, (jnp.swapaxes(stimulus, 0, 1), keys))
+    return v_end
+
+
+def recurrent_loss(params, spec, graph, batch: SeqBatch, xnorm, c: Coefficients, key, dt: float,
+                   noise_std: float, multi_start: bool = False):
+    """BPTT over S steps; loss ||(v_hat(k+S) - v(k+S)) / (dt S)||_2 (+ regularisers once).
+
+    ``multi_start``: also start at k+1 ... k+S-1 (shorter unrolls to the same target frame) and
+    average the S terms (the reference's intent, without its B = S indexing assumption)."""
+    n_steps = batch.stimulus.shape[1]
+    target = batch.voltage[:, -1]
+    starts = range(n_steps) if multi_start else (0,)
+    keys = jax.random.split(key, n_steps)
+    data = 0.0
+    for s in starts:
+        v_hat = rollout(params, spec, graph, batch.voltage[:, s], batch.stimulus[:, s:], keys[s], dt, noise_std)
+        data = data + l2((v_hat - target) / (dt * n_steps))
+    data = data / len(starts)
+    terms = regularizers(params, spec, batch.voltage[0, 0], xnorm, c)
+    return data + sum(terms.values()), {"data": data, **terms}
