@@ -139,16 +139,21 @@ def cluster_features(a, tau, v_rest, w_star, src, dst, n) -> np.ndarray:
 
 def cluster_accuracy(features, types, n_components: int = 100, seed: int = 42) -> float:
     """GMM(full) clusters matched one-to-one to types (Hungarian); unmatched clusters count as errors."""
-    from scipy.optimize import linear_sum_assignment
     from sklearn.mixture import GaussianMixture
 
     features = np.nan_to_num(np.asarray(features, np.float64))
     n_components = min(n_components, len(features))
     labels = GaussianMixture(n_components, covariance_type="full", random_state=seed,
                              reg_covar=1e-6).fit_predict(features)
-    types = np.asarray(types)
-    n_types = types.max() + 1
-    counts = np.zeros((n_types, n_components))
+    return matched_accuracy(types, labels)
+
+
+def matched_accuracy(types, labels) -> float:
+    """Fraction of items whose cluster is matched (one-to-one, Hungarian, max matches) to its type."""
+    from scipy.optimize import linear_sum_assignment
+
+    types, labels = np.asarray(types), np.unique(np.asarray(labels), return_inverse=True)[1]
+    counts = np.zeros((types.max() + 1, labels.max() + 1))
     np.add.at(counts, (types, labels), 1)
     rows, cols = linear_sum_assignment(-counts)
     return float(counts[rows, cols].sum() / len(types))

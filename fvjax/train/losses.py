@@ -48,9 +48,14 @@ def l2(x):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
+def l1(x):
+    """sum |x| with subgradient sign(x) (0 at x = 0, like torch; jnp.abs would give 1)."""
+    return jnp.sum(x * jax.lax.stop_gradient(jnp.sign(x)))
+
+
 def _weight_penalty(layers, c1, c2):
     leaves = jax.tree.leaves(layers)
-    return sum(c1 * jnp.sum(jnp.abs(p)) + c2 * l2(p) for p in leaves)
+    return sum(c1 * l1(p) + c2 * l2(p) for p in leaves)
 
 
 def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coefficients) -> dict:
@@ -62,7 +67,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     v0 = jax.lax.stop_gradient(v0)
     delta = 0.05 * jnp.maximum(xnorm, 1e-6)
     terms = {
-        "W_L1": c.W_L1 * jnp.sum(jnp.abs(params["W"])),
+        "W_L1": c.W_L1 * l1(params["W"]),
         "W_L2": c.W_L2 * l2(params["W"]),
         "g_phi_weight": _weight_penalty(params["g_phi"], c.g_phi_weight_L1, c.g_phi_weight_L2),
         "f_theta_weight": _weight_penalty(params["f_theta"], c.f_theta_weight_L1, c.f_theta_weight_L2),

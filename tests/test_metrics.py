@@ -1,0 +1,110 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import metrics as MT
+from fvjax import model as M
+from tests.test_model_train import _toy_graph
+
+
+def test_r2_hand_values():
+    assert MT.r2_affine([0, 1, 2, 3], [1, 3, 5, 7]) == pytest.approx((1.0, 2.0))
+    r2, slope = MT.r2_affine([0, 1, 2], [0, 2, 1])  # Pearson r = 0.5
+    assert r2 == pytest.approx(0.25) and slope == pytest.approx(0.5)
+    # the outlier (|learned - true| = 100 > 5) is dropped before the fit
+    assert MT.r2_filtered([0, 1, 2, 3], [1, 3, 5, 103])[0] == pytest.approx(1.0)
+    assert np.isnan(MT.r2_affine([1, 1, 1], [1, 2, 3])[0])
+
+
+def test_matched_accuracy_hand_case():
+    assert MT.matched_accuracy([0, 0, 1, 1, 2, 2], [5, 5, 5, 7, 7, 9]) == pytest.approx(4 / 6)
+    # more clusters than types: the extra clusters count as errors
+    assert MT.matched_accuracy([0, 0, 0, 1], [1, 2, 3, 4]) == pytest.approx(2 / 4)
+
+
+def test_cluster_accuracy_separated_blobs():
+    rng = np.random.default_rng(0)
+    types = np.repeat(np.arange(3), 40)
+    feats = np.eye(3)[types] * 10 + rng.normal(0, 0.1, (120, 3))
+    assert MT.cluster_accuracy(feats, types, n_components=3) == pytest.approx(1.0)
+
+
+def test_per_neuron_scores():
+    t = np.arange(5.0)[:, None] * np.array([1.0, 1.0, 0.0])
+    p = np.column_stack([t[:, 0] * 2, -t[:, 1], np.ones(5)])
+    s = MT.per_neuron_scores(t, p)
+    assert s["pearson"][0] == pytest.approx(1.0) and s["pearson"][1] == pytest.approx(-1.0)
+    assert np.isnan(s["pearson"][2]) and np.isnan(s["r2"][2])  # flat trace
+    # R^2 of 2t against t: 1 - sum(t^2)/sum((t - 2)^2) = 1 - 30/10
+    assert s["r2"][0] == pytest.approx(-2.0)
+
+
+def test_effective_rank_hand_case():
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(200, 3)))
+    v, _ = np.linalg.qr(rng.normal(size=(50, 3)))
+    X = u @ np.diag([10.0, 2.0, 0.1]) @ v.T  # energies 100, 4, 0.01 -> 0.9614, 0.99990, 1
+    assert MT.effective_rank(X) == (1, 2)
+
+
+def test_spectral_radius():
+    W = np.array([2.0, -3.0, 0.5])
+    assert MT.spectral_radius(W, np.array([0, 1, 2]), np.array([0, 1, 2]), 5) == pytest.approx(3.0)
+
+
+def _linear_model(conn):
+    spec = M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=4, hidden_dim_update=4,
+                       n_layers=2, n_layers_update=2, activation="none", g_phi_positive=False)
+    params = M.init(jax.random.PRNGKey(0), spec, jnp.float64)
+    params["a"] = jax.random.normal(jax.random.PRNGKey(1), params["a"].shape, jnp.float64)
+    return spec, params
+
+
+def _affine(layers):
+    """Collapse a linear MLP to (w, b)."""
+    w, b = np.eye(np.asarray(layers[0]["w"]).shape[0]), np.zeros(np.asarray(layers[0]["w"]).shape[0])
+    for layer in layers:
+        b = b @ np.asarray(layer["w"]) + np.asarray(layer["b"])
+        w = w @ np.asarray(layer["w"])
+    return w[:, 0], b[0]
+
+
+def test_recovered_parameters_on_linear_model():
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec, params = _linear_model(conn)
+        rng = np.random.default_rng(0)
+        mu, sd = rng.normal(0.5, 0.3, conn.n_nodes), rng.uniform(0.1, 0.5, conn.n_nodes)
+        volts = rng.normal(0.5, 0.5, (8, conn.n_nodes))
+        stim = rng.uniform(0, 1, (8, conn.n_inputs))
+        rec = MT.recovered_parameters(params, spec, graph, mu, sd, volts, stim)
+        fw, fb = _affine(params["f_theta"])       # f = fw . [v, a0, a1, msg, e] + fb
+        gw, gb = _affine(params["g_phi"])         # g = gw . [v, a0, a1] + gb (not squared)
+        a = np.asarray(params["a"])
+        s = fw[0]
+        o = a @ fw[1:3] + fb
+        np.testing.assert_allclose(rec["f_slope"], s, rtol=1e-9)
+        np.testing.assert_allclose(rec["tau"], np.clip(-1 / s, 0, 1), rtol=1e-9)
+        np.testing.assert_allclose(rec["V_rest"], -o / s, rtol=1e-8)
+        r = np.where(mu + sd > 0, gw[0], 1.0)
+        np.testing.assert_allclose(rec["g_slope"], r, rtol=1e-9)
+        np.testing.assert_allclose(rec["msg_gain"], fw[3], rtol=1e-9)
+        src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+        expect = -np.asarray(params["W"]) * fw[3] * r[src] / s
+        np.testing.assert_allclose(rec["W"], expect, rtol=1e-8)
+
+
+def test_rollout_matches_manual_loop():
+    conn, graph = _toy_graph()
+    spec = M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=8, hidden_dim_update=8)
+    params = M.init(jax.random.PRNGKey(0), spec)
+    params["W"] = params["W"] * 50
+    v0 = jnp.linspace(-1, 1, conn.n_nodes)
+    stim = jax.random.uniform(jax.random.PRNGKey(1), (6, conn.n_inputs))
+    out = np.asarray(MT.rollout(params, spec, graph, v0, stim, 0.02))
+    v = v0
+    for t in range(6):
+        dv, _ = M.apply(params, spec, graph, v[None], stim[t][None])
+        v = jnp.clip(v + 0.02 * dv[0], -100, 100)
+        np.testing.assert_allclose(out[t], np.asarray(v), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,221 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import model as M
+from fvjax.config import load_config
+from fvjax.connectome import build_from_spec
+from fvjax.train import (Batch, SeqBatch, coefficients, init_state, make_optimizer, make_steps,
+                         one_step_loss, recurrent_loss, regularizers)
+from fvjax.train.losses import l2
+from fvjax.train.step import StepConfig
+
+
+def _toy_graph(extent=2):
+    spec = {"nodes": [{"name": n, "pattern": ["stride", [1, 1]]} for n in ("R1", "A", "B")],
+            "edges": [{"src": "R1", "tar": "A", "alpha": 1, "offsets": [[[0, 0], 2.0], [[1, 0], 1.0]]},
+                      {"src": "A", "tar": "B", "alpha": -1, "offsets": [[[0, 0], 1.5], [[0, 1], 1.0]]},
+                      {"src": "B", "tar": "A", "alpha": 1, "offsets": [[[0, 0], 3.0]]}],
+            "input_units": ["R1"], "output_units": ["B"]}
+    conn = build_from_spec(spec, extent)
+    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst),
+                    jnp.asarray(conn.input_node_index.reshape(-1)))
+    return conn, graph
+
+
+def _spec(conn, **kw):
+    return M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=8, hidden_dim_update=8, **kw)
+
+
+def _randomize(params, key):
+    """Non-trivial embeddings (init is all ones)."""
+    params = dict(params)
+    params["a"] = jax.random.normal(key, params["a"].shape, params["a"].dtype)
+    return params
+
+
+def test_per_node_g_phi_equals_per_edge_float64():
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = _spec(conn)
+        params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+        v = jax.random.normal(jax.random.PRNGKey(2), (3, conn.n_nodes), jnp.float64)
+        msg = M.messages(params, spec, graph, v)
+        # explicit per-edge loop in numpy
+        src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+        ref = np.zeros((3, conn.n_nodes))
+        for e in range(len(src)):
+            x = jnp.concatenate([v[:, src[e], None], jnp.broadcast_to(params["a"][src[e]], (3, 2))], -1)
+            h = np.asarray(M.mlp_apply(params["g_phi"], x))[:, 0] ** 2
+            ref[:, dst[e]] += np.asarray(params["W"])[e] * h
+        np.testing.assert_allclose(np.asarray(msg), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_mlp_init_statistics():
+    layers = M.mlp_init(jax.random.PRNGKey(0), [5, 400, 400, 1])
+    first = np.asarray(layers[0]["w"])
+    assert np.abs(first).max() <= 1 / np.sqrt(5) and np.abs(first).max() > 0.9 / np.sqrt(5)
+    assert abs(np.asarray(layers[1]["w"]).std() - 0.1) < 0.005
+    assert (np.asarray(layers[1]["b"]) == 0).all()
+
+
+def test_w_init_modes():
+    conn, _ = _toy_graph()
+    assert (M.init(jax.random.PRNGKey(0), _spec(conn, w_init_mode="zeros"))["W"] == 0).all()
+    big = M.ModelSpec(n_nodes=10, n_edges=200_000)
+    w = np.asarray(M.init(jax.random.PRNGKey(0), big)["W"])
+    assert abs(w.std() * np.sqrt(200_000) - 1.0) < 0.01
+    with pytest.raises(ValueError, match="w_init_mode"):
+        M.init(jax.random.PRNGKey(0), _spec(conn, w_init_mode="xavier"))
+
+
+def test_regularizers_against_numpy():
+    conn, graph = _toy_graph()
+    cfg = load_config(None, {"training.coeff_W_L2": 1e-3, "training.coeff_g_phi_weight_L2": 0.01})
+    c = coefficients(cfg.training, 0)
+    spec = _spec(conn)
+    params = _randomize(M.init(jax.random.PRNGKey(0), spec), jax.random.PRNGKey(1))
+    v0 = jax.random.normal(jax.random.PRNGKey(3), (conn.n_nodes,))
+    xnorm = 0.7
+    terms = regularizers(params, spec, v0, xnorm, c)
+    W = np.asarray(params["W"], np.float64)
+    assert terms["W_L1"] == pytest.approx(3.5e-5 * np.abs(W).sum(), rel=1e-5)
+    assert terms["W_L2"] == pytest.approx(1e-3 * np.sqrt((W**2).sum()), rel=1e-5)
+    g = [np.asarray(p, np.float64) for p in jax.tree.leaves(params["g_phi"])]
+    assert terms["g_phi_weight"] == pytest.approx(sum(0.29 * np.abs(p).sum() + 0.01 * np.sqrt((p**2).sum()) for p in g), rel=1e-5)
+
+    def g2(v):
+        x = np.concatenate([np.asarray(v)[:, None], np.asarray(params["a"])], -1)
+        for layer in params["g_phi"][:-1]:
+            x = np.maximum(x @ np.asarray(layer["w"]) + np.asarray(layer["b"]), 0)
+        return (x @ np.asarray(params["g_phi"][-1]["w"]) + np.asarray(params["g_phi"][-1]["b"]))[:, 0] ** 2
+
+    v = np.asarray(v0)
+    expect_diff = 750 * np.sqrt((np.maximum(g2(v) - g2(v + 0.05 * xnorm), 0) ** 2).sum())
+    assert terms["g_phi_diff"] == pytest.approx(expect_diff, rel=1e-4, abs=1e-6)
+    expect_norm = 0.9 * np.sqrt(((g2(np.full_like(v, 2 * xnorm)) - 2 * xnorm) ** 2).sum())
+    assert terms["g_phi_norm"] == pytest.approx(expect_norm, rel=1e-5)
+
+
+def test_annealing_and_safe_norm():
+    cfg = load_config(None, {"training.regul_annealing_rate": 0.5})
+    assert float(coefficients(cfg.training, 0).W_L1) == 0.0
+    assert float(coefficients(cfg.training, 1).W_L1) == pytest.approx(3.5e-5 * (1 - np.exp(-0.5)), rel=1e-5)
+    assert float(coefficients(cfg.training, 0).g_phi_diff) == 750.0  # not annealed
+    grad = jax.grad(lambda x: l2(x))(jnp.zeros(3))
+    assert np.isfinite(np.asarray(grad)).all()
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_loss_gradient_finite_differences(recurrent):
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = _spec(conn, activation="tanh")
+        params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+        params["W"] = params["W"] * 100
+        c = coefficients(load_config().training, 0)
+        k = jax.random.split(jax.random.PRNGKey(5), 3)
+        if recurrent:
+            batch = SeqBatch(jax.random.normal(k[0], (2, 4, conn.n_nodes), jnp.float64),
+                             jax.random.uniform(k[1], (2, 3, conn.n_inputs), jnp.float64))
+            loss = lambda p: recurrent_loss(p, spec, graph, batch, 0.7, c, k[2], 0.02, 0.0)[0]  # noqa: E731
+        else:
+            batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes), jnp.float64),
+                          jax.random.normal(k[1], (2, conn.n_nodes), jnp.float64),
+                          jax.random.uniform(k[2], (2, conn.n_inputs), jnp.float64))
+            loss = lambda p: one_step_loss(p, spec, graph, batch, 0.7, c)[0]  # noqa: E731
+        grads = jax.grad(loss)(params)
+        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        gflat, _ = jax.flatten_util.ravel_pytree(grads)
+        # the embeddings are detached inside g_phi_diff/g_phi_norm (by design), so finite differences
+        # over `a` would disagree; check every other parameter group here, `a` in the test below
+        n_a = params["a"].size
+        a_slice = jax.flatten_util.ravel_pytree({**jax.tree.map(jnp.zeros_like, params), "a": jnp.ones_like(params["a"])})[0]
+        candidates = np.flatnonzero(np.asarray(a_slice) == 0)
+        assert len(candidates) == len(flat) - n_a
+        rng = np.random.default_rng(0)
+        for i in rng.choice(candidates, 25, replace=False):
+            e = np.zeros(len(flat))
+            e[i] = 1e-6
+            fd = (loss(unravel(flat + e)) - loss(unravel(flat - e))) / 2e-6
+            assert float(gflat[i]) == pytest.approx(float(fd), rel=1e-4, abs=1e-6), i
+
+
+def test_embedding_gradient_skips_detached_regularizers():
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = _spec(conn, activation="tanh")
+        params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+        k = jax.random.split(jax.random.PRNGKey(5), 3)
+        batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes), jnp.float64),
+                      jax.random.normal(k[1], (2, conn.n_nodes), jnp.float64),
+                      jax.random.uniform(k[2], (2, conn.n_inputs), jnp.float64))
+        full = coefficients(load_config().training, 0)
+        data_only = full._replace(g_phi_diff=0.0 * full.g_phi_diff, g_phi_norm=0.0 * full.g_phi_norm)
+        g_full = jax.grad(lambda p: one_step_loss(p, spec, graph, batch, 0.7, full)[0])(params)["a"]
+        g_data = jax.grad(lambda p: one_step_loss(p, spec, graph, batch, 0.7, data_only)[0])(params)["a"]
+        np.testing.assert_allclose(np.asarray(g_full), np.asarray(g_data), rtol=1e-12)
+        # and those (data-only) embedding gradients match finite differences
+        loss = lambda a: one_step_loss({**params, "a": a}, spec, graph, batch, 0.7, data_only)[0]  # noqa: E731
+        a0 = np.asarray(params["a"])
+        for idx in [(0, 0), (3, 1), (10, 0)]:
+            e = np.zeros_like(a0)
+            e[idx] = 1e-6
+            fd = (loss(jnp.asarray(a0 + e)) - loss(jnp.asarray(a0 - e))) / 2e-6
+            assert float(g_data[idx]) == pytest.approx(float(fd), rel=1e-4, abs=1e-7)
+
+
+def test_scanned_steps_equal_single_steps():
+    conn, graph = _toy_graph()
+    cfg = load_config(None, {"training.grad_clip_W": 0.5, "training.learning_rate_update_start": 3e-3})
+    spec = _spec(conn)
+    opt = make_optimizer(cfg.training)
+    single, scanned = make_steps(spec, opt, StepConfig())
+    c = coefficients(cfg.training, 0)
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    K = 5
+    batches = Batch(jax.random.normal(k[0], (K, 2, conn.n_nodes)), jax.random.normal(k[1], (K, 2, conn.n_nodes)),
+                    jax.random.uniform(k[2], (K, 2, conn.n_inputs)))
+    keys = jax.random.split(jax.random.PRNGKey(9), K)
+    params = M.init(jax.random.PRNGKey(1), spec)
+    s1 = init_state(params, opt)
+    for i in range(K):
+        s1, _ = single(s1, jax.tree.map(lambda x: x[i], batches), keys[i], graph, 0.7, c)
+    s2, terms = scanned(init_state(M.init(jax.random.PRNGKey(1), spec), opt), batches, keys, graph, 0.7, c)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert int(s2.step) == K and terms["data"].shape == (K,)
+
+
+def test_learning_rate_partitions():
+    """One Adam step moves each group by its own learning rate (Adam's first step is lr * sign(g))."""
+    conn, graph = _toy_graph()
+    cfg = load_config(None, {"training.lr": 1e-3, "training.lr_W": 2e-3, "training.lr_embedding": 3e-3,
+                             "training.learning_rate_update_start": 4e-3})
+    spec = _spec(conn)
+    opt = make_optimizer(cfg.training)
+    single, _ = make_steps(spec, opt, StepConfig())
+    params = _randomize(M.init(jax.random.PRNGKey(1), spec), jax.random.PRNGKey(2))
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes)), jax.random.normal(k[1], (2, conn.n_nodes)),
+                  jax.random.uniform(k[2], (2, conn.n_inputs)))
+    before = jax.tree.map(np.asarray, params)
+    state, _ = single(init_state(params, opt), batch, k[0], graph, 0.7, coefficients(cfg.training, 0))
+    for group, lr in (("g_phi", 1e-3), ("W", 2e-3), ("a", 3e-3), ("f_theta", 4e-3)):
+        moved = np.abs(np.concatenate([np.ravel(np.asarray(a) - b) for a, b in
+                                       zip(jax.tree.leaves(state.params[group]), jax.tree.leaves(before[group]))]))
+        assert np.isclose(np.max(moved), lr, rtol=1e-3), group
+
+
+def test_grad_clip_W_limits_update_direction():
+    from fvjax.train.optim import make_optimizer as mk
+
+    cfg = load_config(None, {"training.grad_clip_W": 1e-3, "training.lr_W": 1.0})
+    opt = mk(cfg.training)
+    params = {"W": jnp.ones(4), "g_phi": [], "f_theta": [], "a": jnp.ones((1, 1))}
+    grads = {"W": jnp.array([3.0, 4.0, 0.0, 0.0]), "g_phi": [], "f_theta": [], "a": jnp.zeros((1, 1))}
+    state = opt.init(params)
+    # with clipping the Adam moments see the clipped gradient (norm 1e-3)
+    clipped, _ = jax.tree.map(np.asarray, opt.update(grads, state, params))
+    assert np.allclose(clipped["W"][:2], -1.0, atol=1e-3)  # Adam normalises; the direction survives
