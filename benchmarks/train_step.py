@@ -61,7 +61,7 @@ def main():
     xnorm = jnp.float32(1.0)
     rng = np.random.default_rng(0)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; reference step: {REFERENCE_MS:.0f} ms (batch 2)")
-    print(f"{'batch':>5} {'per-edge':>10} {'per-node':>10} {'scanned':>10} {'node/edge':>10} {'vs ref':>8}")
+    print(f"{'batch':>5} {'per-edge ms':>12} {'per-node ms':>12} {'scanned ms':>11} {'node/edge':>10} {'ref/scanned':>12}")
     for B in args.batches:
         def batch(k=None):
             shape = (B,) if k is None else (k, B)
@@ -100,8 +100,8 @@ def main():
                     results["scan"] = timed(run_scan, args.iters)
             finally:
                 M.messages = orig
-        print(f"{B:>5} {results['edge']:>9.1f}m {results['node']:>9.1f}m {results['scan']:>9.1f}m "
-              f"{results['edge'] / results['node']:>9.1f}x {REFERENCE_MS / results['scan']:>7.0f}x")
+        print(f"{B:>5} {results['edge']:>12.1f} {results['node']:>12.1f} {results['scan']:>11.1f} "
+              f"{results['edge'] / results['node']:>9.1f}x {REFERENCE_MS / results['scan']:>11.0f}x")
 
 
 if __name__ == "__main__":

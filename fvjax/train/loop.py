@@ -104,6 +104,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     if ckpt is not None:
         state, meta = restore_checkpoint(ckpt, state)
         start_epoch, start_iter, elapsed = meta["epoch"], meta["iteration"], meta["wall_time_s"]
+        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
     n_iter = n_iterations(cfg, n_frames)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
     base_key = jax.random.PRNGKey(tr.seed + 1)
@@ -150,6 +151,20 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
         save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0)
     loss_file.close()
     return FitResult(state.params, spec, history, time.time() - t0, tr.n_epochs * n_iter)
+
+
+def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
+    """Drop rows logged after the checkpoint we resume from (they will be recomputed)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if (int(r["epoch"]), int(r["iteration"])) <= (epoch, iteration)]
+    if rows and len(keep) < len(rows):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(keep)
 
 
 def _log_eval(run_dir: Path, values: dict, iteration: int) -> None:

@@ -1,0 +1,111 @@
+"""The training loop on a small real dataset: frame sampling, streaming, resume, the experiment CLI."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import model as M
+from fvjax.config import load_config
+from fvjax.data import generate_dataset, load_dataset
+from fvjax.train import fit, frame_indices, gather_block, n_iterations
+from fvjax.train import loop as L
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, shared_data):
+    cfg = load_config(None, {"simulation.ground_truth": str(shared_data / "flyvis_model_000.npz"),
+                             "simulation.n_frames": 120, "simulation.n_test_frames": 30,
+                             "simulation.sequence_frames": [20, 30]})
+    return load_dataset(generate_dataset(cfg, tmp_path_factory.mktemp("d") / "ds", progress=False))
+
+
+@pytest.fixture(scope="module")
+def graph(conn, small_data):
+    return M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(small_data.input_index))
+
+
+def test_iterations_and_sampling():
+    cfg = load_config(None, {"training.batch_size": 4, "training.data_augmentation_loop": 35})
+    assert n_iterations(cfg, 64000) == 112000  # the reference's figure
+    cfg = load_config()
+    assert n_iterations(cfg, 64000) == 128000  # Node-21 recipe: aug 20, batch 2
+    idx = frame_indices(cfg, 1000, epoch=0, n_iter=50, time_step=1)
+    np.testing.assert_array_equal(idx.ravel(), np.random.RandomState(0).randint(0, 995, 100))
+    rec = frame_indices(cfg, 1000, epoch=1, n_iter=50, time_step=4)
+    assert (rec % 4 == 0).all() and rec.max() <= 1000 - 4 - 4
+
+
+def test_gather_block_matches_memmap(small_data):
+    idx = np.array([[5, 3], [7, 1]])
+    b = gather_block(small_data, idx, 1, recurrent=False)
+    np.testing.assert_array_equal(np.asarray(b.voltage[1, 0]), small_data.train.voltage[7])
+    np.testing.assert_array_equal(np.asarray(b.stimulus[0, 1]), small_data.train.stimulus[3])
+    s = gather_block(small_data, idx, 3, recurrent=True)
+    assert s.voltage.shape == (2, 2, 4, small_data.train.voltage.shape[1])
+    np.testing.assert_array_equal(np.asarray(s.voltage[1, 1, 3]), small_data.train.voltage[4])
+    np.testing.assert_array_equal(np.asarray(s.stimulus[0, 0, 2]), small_data.train.stimulus[7])
+
+
+def _cfg(**kw):
+    base = {"training.n_iter": 12, "training.steps_per_call": 4, "training.eval_every": 6}
+    return load_config(None, {**base, **kw})
+
+
+def test_fit_resume_is_exact(tmp_path, small_data, graph, monkeypatch):
+    full = fit(_cfg(), small_data, graph, tmp_path / "full", progress=False)
+    assert full.iterations == 12 and np.isfinite(full.history[-1]["data"])
+    # blocks end at eval points too: 4, 6, 10, 12 -> header + 4 rows
+    assert (tmp_path / "full" / "loss.csv").read_text().count("\n") == 5
+
+    real_save = L.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(L, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False, checkpoint_every_s=0.0)
+    monkeypatch.setattr(L, "save_checkpoint", real_save)
+    resumed = fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False)
+    rows = (tmp_path / "cut" / "loss.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["4", "6", "10", "12"]  # no duplicated rows after resume
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+
+
+def test_fit_recurrent_two_phase_and_eval_hook(tmp_path, small_data, graph):
+    cfg = _cfg(**{"training.recurrent_training": True, "training.time_step": 3, "training.n_epochs": 2,
+                  "training.recurrent_training_start_epoch": 1, "training.noise_recurrent_level": 0.01})
+    seen = []
+    res = fit(cfg, small_data, graph, tmp_path / "rec", progress=False,
+              on_eval=lambda p, it: seen.append(it) or {"x": float(it)})
+    assert seen == [6, 12, 18, 24]
+    assert res.iterations == 24 and all(np.isfinite(h["data"]) for h in res.history)
+    assert (tmp_path / "rec" / "metrics_during.csv").read_text().splitlines()[0] == "iteration,x"
+
+
+@pytest.mark.parametrize("extra", [[], ["--recurrent", "--time-step", "2", "--lr-update", "2e-3", "--W-L2", "1e-6"]])
+def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
+    from experiments import vrest
+
+    out = tmp_path / "runs"
+    rc = vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
+                     "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}",
+                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
+                     "--set", "simulation.n_test_frames=40", *extra])
+    assert rc == 0
+    run = out / "default_seed3"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson"):
+        assert key in metrics
+    assert metrics["iterations"] == 8 and metrics["seed"] == 3
+    log = (run / "analysis.log").read_text()
+    assert "effective rank (99% var)" in log and "connectivity_R2:" in log
+    assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png"}
+    assert load_config(run / "config.yaml").training.recurrent_training == bool(extra)
