@@ -27,7 +27,7 @@ from fvjax.generate import parse_sets
 PRESETS = {
     "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
     # fits in ~30 min on 2 CPU cores, data generation and evaluation included (see docs/results.md)
-    "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 24000},
+    "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 40000},
 }
 
 

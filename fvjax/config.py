@@ -120,6 +120,8 @@ class TrainingConfig:
     coeff_f_theta_weight_L1: float = _opt(0.5, lo=0.0)
     coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
     regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")
+    coeff_W_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of W_L1 (Node 21: 0.5, so off in epoch 0)")
+    coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (Node 21: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
     lr_scheduler_T0: int = _opt(1000, lo=1)

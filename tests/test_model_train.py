@@ -72,7 +72,8 @@ def test_w_init_modes():
 
 def test_regularizers_against_numpy():
     conn, graph = _toy_graph()
-    cfg = load_config(None, {"training.coeff_W_L2": 1e-3, "training.coeff_g_phi_weight_L2": 0.01})
+    cfg = load_config(None, {"training.coeff_W_L2": 1e-3, "training.coeff_g_phi_weight_L2": 0.01,
+                             "training.coeff_W_L1_rate": 0.0, "training.coeff_f_theta_weight_L1_rate": 0.0})
     c = coefficients(cfg.training, 0)
     spec = _spec(conn)
     params = _randomize(M.init(jax.random.PRNGKey(0), spec), jax.random.PRNGKey(1))
@@ -103,6 +104,13 @@ def test_annealing_and_safe_norm():
     assert float(coefficients(cfg.training, 0).W_L1) == 0.0
     assert float(coefficients(cfg.training, 1).W_L1) == pytest.approx(3.5e-5 * (1 - np.exp(-0.5)), rel=1e-5)
     assert float(coefficients(cfg.training, 0).g_phi_diff) == 750.0  # not annealed
+    # Node-21 per-term rates: W_L1 (0.5) and f_theta L1 (0.4) are off in epoch 0, ramp up after
+    node21 = load_config().training
+    c0, c2 = coefficients(node21, 0), coefficients(node21, 2)
+    assert float(c0.W_L1) == 0.0 and float(c0.f_theta_weight_L1) == 0.0
+    assert float(c0.g_phi_weight_L1) == pytest.approx(0.29) and float(c0.f_theta_weight_L2) == pytest.approx(0.001)
+    assert float(c2.f_theta_weight_L1) == pytest.approx(0.5 * (1 - np.exp(-0.8)), rel=1e-5)
+    assert float(c2.W_L1) == pytest.approx(3.5e-5 * (1 - np.exp(-1.0)), rel=1e-5)
     grad = jax.grad(lambda x: l2(x))(jnp.zeros(3))
     assert np.isfinite(np.asarray(grad)).all()
 

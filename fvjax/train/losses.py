@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import model as M
 from ..config import TrainingConfig
@@ -27,15 +28,20 @@ class Coefficients(NamedTuple):
     g_phi_norm: jax.Array
 
 
+def annealing(rate: float, epoch: int) -> float:
+    """1 - exp(-rate * epoch) for rate > 0 (0 in epoch 0), else 1."""
+    return float(1.0 - np.exp(-rate * epoch)) if rate > 0 else 1.0
+
+
 def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
-    """Weights for ``epoch``: the six weight penalties are annealed by 1 - exp(-rate * epoch)."""
-    rate = cfg.regul_annealing_rate
-    anneal = 1.0 - jnp.exp(-rate * epoch) if rate > 0 else 1.0
+    """Weights for ``epoch``. The six weight penalties are annealed by ``regul_annealing_rate``;
+    W_L1 and f_theta's L1 by their own rates (``coeff_W_L1_rate``, ``coeff_f_theta_weight_L1_rate``)."""
+    anneal = annealing(cfg.regul_annealing_rate, epoch)
     f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     return Coefficients(
-        W_L1=f(cfg.coeff_W_L1 * anneal), W_L2=f(cfg.coeff_W_L2 * anneal),
+        W_L1=f(cfg.coeff_W_L1 * annealing(cfg.coeff_W_L1_rate, epoch)), W_L2=f(cfg.coeff_W_L2 * anneal),
         g_phi_weight_L1=f(cfg.coeff_g_phi_weight_L1 * anneal), g_phi_weight_L2=f(cfg.coeff_g_phi_weight_L2 * anneal),
-        f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * anneal),
+        f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * annealing(cfg.coeff_f_theta_weight_L1_rate, epoch)),
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
     )
