@@ -66,7 +66,7 @@ def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> di
     from fvjax.connectome import build_connectome
     from fvjax.data import generate_dataset, load_dataset
     from fvjax.evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
-    from fvjax.train import fit
+    from fvjax.train import fit, model_spec
 
     cfg = cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +79,9 @@ def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> di
     conn = build_connectome(cfg.simulation.extent)
     gt = data.ground_truth(conn)
     graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index))
+    spec = model_spec(cfg, conn.n_nodes, conn.n_edges)
     result = fit(cfg, data, graph, run_dir, progress=progress,
-                 on_eval=lambda params, it: quick_metrics(params, result_spec(cfg, conn), graph, data, gt))
+                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt))
     train_min = result.wall_time_s / 60
     metrics, arrays = evaluate(result.params, result.spec, graph, data, conn, gt, cfg.simulation.delta_t)
     metrics.update({"final_loss": result.history[-1]["data"] / conn.n_nodes if result.history else float("nan"),
@@ -92,12 +93,6 @@ def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> di
                                "iterations": result.iterations, "batch_size": cfg.training.batch_size})
     _plots(run_dir, result, arrays, gt, conn, data, metrics)
     return metrics
-
-
-def result_spec(cfg, conn):
-    from fvjax.train import model_spec
-
-    return model_spec(cfg, conn.n_nodes, conn.n_edges)
 
 
 def _plots(run_dir, result, arrays, gt, conn, data, metrics):

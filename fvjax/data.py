@@ -11,7 +11,7 @@ Layout of a dataset folder::
     train/node_stats.npz  per-node voltage mean and std over the split
     test/...              same, for the held-out stimuli
 
-Arrays are written chunk by chunk into ``<out>.partial-<pid>/``; the folder is renamed to ``<out>``
+Arrays are appended chunk by chunk (plain file writes, so memory stays flat) into ``<out>.partial-<pid>/``; the folder is renamed to ``<out>``
 only after the manifest is written, so a killed run never leaves a folder that looks complete.
 Checksums are sha256 of each array's raw C-order bytes (not of the .npy header).
 """
@@ -73,41 +73,53 @@ def resolve_ground_truth(cfg: Config, conn: Connectome, progress: bool = True) -
 
 
 class _Writer:
-    """Open .npy memmaps for one split and hash what is written, in order."""
+    """Write one split's .npy files sequentially (header, then chunks in order) and hash them.
+
+    Plain appends rather than write-mode memmaps: written pages stay in the OS cache instead of
+    this process's resident memory, so memory stays flat at any dataset size."""
 
     def __init__(self, folder: Path, n_frames: int, n_nodes: int, n_inputs: int):
         folder.mkdir(parents=True)
         self.folder = folder
         shapes = {"voltage": (n_frames, n_nodes), "target": (n_frames, n_nodes), "stimulus": (n_frames, n_inputs)}
-        self.arrays = {k: np.lib.format.open_memmap(folder / f"{k}.npy", "w+", np.float32, s)
-                       for k, s in shapes.items()}
+        self.shapes = shapes
+        self.files = {}
+        for key, shape in shapes.items():
+            fh = open(folder / f"{key}.npy", "wb")
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            self.files[key] = fh
         self.hashes = {k: hashlib.sha256() for k in shapes}
+        self.written = 0
         self.sum = np.zeros(n_nodes)
         self.sumsq = np.zeros(n_nodes)
 
     def write(self, start: int, **chunks):
+        if start != self.written:
+            raise ValueError(f"chunks must be written in order: expected frame {self.written}, got {start}")
         for key, chunk in chunks.items():
-            chunk = np.ascontiguousarray(chunk, np.float32)
-            self.arrays[key][start:start + len(chunk)] = chunk
-            self.hashes[key].update(chunk.tobytes())
+            data = np.ascontiguousarray(chunk, "<f4").tobytes()
+            self.files[key].write(data)
+            self.hashes[key].update(data)
+        self.written += len(chunks["voltage"])
         volts = chunks["voltage"].astype(np.float64)
         self.sum += volts.sum(0)
         self.sumsq += (volts**2).sum(0)
 
     def close(self) -> dict:
-        for arr in self.arrays.values():
-            arr.flush()
-        n = len(self.arrays["voltage"])
+        for fh in self.files.values():
+            fh.close()
+        n = self.written
+        if n != self.shapes["voltage"][0]:
+            raise ValueError(f"{self.folder}: wrote {n} of {self.shapes['voltage'][0]} frames")
         mean = self.sum / n
         std = np.sqrt(np.maximum(self.sumsq / n - mean**2, 0))
-        info = {k: {"shape": list(a.shape), "dtype": "float32", "sha256": self.hashes[k].hexdigest()}
-                for k, a in self.arrays.items()}
+        info = {k: {"shape": list(shape), "dtype": "float32", "sha256": self.hashes[k].hexdigest()}
+                for k, shape in self.shapes.items()}
         finite = bool(np.isfinite(mean).all())
         total_std = float(np.sqrt(max(self.sumsq.sum() / (n * len(mean)) - mean.mean() ** 2, 0)))
         stats = {"finite": finite, "voltage_std": total_std,
                  "median_temporal_std": float(np.median(std)),
                  "voltage_mean_range": [float(mean.min()), float(mean.max())]}
-        self.arrays.clear()
         np.savez(self.folder / "node_stats.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
         return {"arrays": info, "stats": stats}
 

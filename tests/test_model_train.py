@@ -199,8 +199,9 @@ def test_scanned_steps_equal_single_steps():
 def test_learning_rate_partitions():
     """One Adam step moves each group by its own learning rate (Adam's first step is lr * sign(g))."""
     conn, graph = _toy_graph()
+    # W_L1 on from the first step keeps every W gradient far above Adam's eps
     cfg = load_config(None, {"training.lr": 1e-3, "training.lr_W": 2e-3, "training.lr_embedding": 3e-3,
-                             "training.learning_rate_update_start": 4e-3})
+                             "training.learning_rate_update_start": 4e-3, "training.coeff_W_L1_rate": 0.0})
     spec = _spec(conn)
     opt = make_optimizer(cfg.training)
     single, _ = make_steps(spec, opt, StepConfig())
@@ -227,3 +228,20 @@ def test_grad_clip_W_limits_update_direction():
     # with clipping the Adam moments see the clipped gradient (norm 1e-3)
     clipped, _ = jax.tree.map(np.asarray, opt.update(grads, state, params))
     assert np.allclose(clipped["W"][:2], -1.0, atol=1e-3)  # Adam normalises; the direction survives
+
+
+def test_lr_schedules_hand_values():
+    from fvjax.train.optim import lr_multiplier
+
+    cfg = load_config(None, {"training.lr_scheduler": "cosine_warm_restarts", "training.lr_scheduler_T0": 100,
+                             "training.lr_scheduler_T_mult": 2}).training
+    f = lr_multiplier(cfg, 1.0, 0.01)
+    assert float(f(0)) == pytest.approx(1.0)
+    assert float(f(50)) == pytest.approx(0.01 + 0.99 * 0.5, rel=1e-5)     # half-way down the first cosine
+    assert float(f(100)) == pytest.approx(1.0, rel=1e-5)                  # restart; next period is 200
+    assert float(f(200)) == pytest.approx(0.01 + 0.99 * 0.5, rel=1e-4)
+    warm = load_config(None, {"training.lr_scheduler": "linear_warmup_cosine", "training.lr_scheduler_T0": 1000,
+                              "training.lr_scheduler_warmup_iters": 10}).training
+    g = lr_multiplier(warm, 1.0, 0.01)
+    assert 0.49 < float(g(5)) < 0.51 and float(g(20)) > 0.99  # ramp x cosine(~1)
+    assert lr_multiplier(load_config().training, 0.3, 0.0) == 0.3  # "none": a constant
