@@ -109,3 +109,12 @@ def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     assert "effective rank (99% var)" in log and "connectivity_R2:" in log
     assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png"}
     assert load_config(run / "config.yaml").training.recurrent_training == bool(extra)
+
+
+def test_seed_ranges_and_summary():
+    from experiments import vrest
+
+    assert vrest.parse_seeds("1-3,7") == [1, 2, 3, 7]
+    summary = vrest.summarize({1: {"connectivity_R2": 0.9, "tau_R2": 0.5}, 2: {"connectivity_R2": 0.7, "tau_R2": float("nan")}})
+    assert summary["connectivity_R2"] == {"mean": pytest.approx(0.8), "std": pytest.approx(0.1), "n": 2}
+    assert summary["tau_R2"]["mean"] == pytest.approx(0.5)  # NaN runs are left out of mean/std

@@ -90,7 +90,7 @@ def test_recovered_parameters_on_linear_model():
         r = np.where(mu + sd > 0, gw[0], 1.0)
         np.testing.assert_allclose(rec["g_slope"], r, rtol=1e-9)
         np.testing.assert_allclose(rec["msg_gain"], fw[3], rtol=1e-9)
-        src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+        src = np.asarray(graph.src)
         expect = -np.asarray(params["W"]) * fw[3] * r[src] / s
         np.testing.assert_allclose(rec["W"], expect, rtol=1e-8)
 
