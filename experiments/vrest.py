@@ -83,6 +83,8 @@ def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> di
     result = fit(cfg, data, graph, run_dir, progress=progress,
                  on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt))
     train_min = result.wall_time_s / 60
+    if progress:
+        print("evaluating (recovered parameters, clustering, test rollout; ~1-2 min)...", flush=True)
     metrics, arrays = evaluate(result.params, result.spec, graph, data, conn, gt, cfg.simulation.delta_t)
     metrics.update({"final_loss": result.history[-1]["data"] / conn.n_nodes if result.history else float("nan"),
                     "training_time_min": round(train_min, 2), "total_time_min": round((time.time() - started) / 60, 2),

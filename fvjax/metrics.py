@@ -66,19 +66,14 @@ def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
         m, sd, a = args
         lo, hi = jnp.maximum(m - 2 * sd, 0.0), m + 2 * sd
         r = lo[:, None] + (hi - lo)[:, None] * grid[None]
-        h = M.edge_function(params, spec, r, a[:, None, :]) if spec.variant == "flyvis_A" else _g_b(params, spec, r, a)
+        if spec.variant == "flyvis_A":
+            h = M.edge_function(params, spec, r, a[:, None, :])
+        else:  # flyvis_B probe [0, r, a_j, a_j]
+            h = M.pair_edge_function(params, spec, jnp.zeros_like(r), r, a[:, None, :], a[:, None, :])
         return _linear_fit(r, h)[0]
 
     slopes = _chunked(block, (mu, sigma, params["a"]), chunk)
     return jnp.where(mu + sigma > 0, slopes, 1.0)
-
-
-def _g_b(params, spec, r, a):
-    """flyvis_B probe [0, r, a_j, a_j]."""
-    ab = jnp.broadcast_to(a[:, None], r.shape + a.shape[-1:])
-    x = jnp.concatenate([jnp.zeros_like(r)[..., None], r[..., None], ab, ab], -1)
-    h = M.mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
-    return h**2 if spec.g_phi_positive else h
 
 
 def _chunked(fn, arrays, chunk):

@@ -106,6 +106,14 @@ def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> 
     return h**2 if spec.g_phi_positive else h
 
 
+def pair_edge_function(params: dict, spec: ModelSpec, v_dst, v_src, a_dst, a_src) -> jax.Array:
+    """flyvis_B: g_phi([v_i, v_j, a_i, a_j]) (squared if g_phi_positive); v (...,), a (..., d)."""
+    x = jnp.concatenate([v_dst[..., None], v_src[..., None], jnp.broadcast_to(a_dst, v_src.shape + a_dst.shape[-1:]),
+                         jnp.broadcast_to(a_src, v_src.shape + a_src.shape[-1:])], -1)
+    h = mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
+    return h**2 if spec.g_phi_positive else h
+
+
 def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
     """f_theta([v, a, msg, e]) for node-wise arrays (..., N)."""
     x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:]),
@@ -119,11 +127,7 @@ def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.A
     if spec.variant == "flyvis_A":
         h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
     else:
-        x = jnp.concatenate([v[:, graph.dst, None], v[:, graph.src, None],
-                             jnp.broadcast_to(a[graph.dst], v.shape[:1] + a[graph.dst].shape),
-                             jnp.broadcast_to(a[graph.src], v.shape[:1] + a[graph.src].shape)], -1)
-        h = mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
-        h = h**2 if spec.g_phi_positive else h
+        h = pair_edge_function(params, spec, v[:, graph.dst], v[:, graph.src], a[graph.dst], a[graph.src])
     summed = jax.ops.segment_sum((params["W"][:, None] * h.T), graph.dst, num_segments=spec.n_nodes)
     return summed.T
 

@@ -245,3 +245,30 @@ def test_lr_schedules_hand_values():
     g = lr_multiplier(warm, 1.0, 0.01)
     assert 0.49 < float(g(5)) < 0.51 and float(g(20)) > 0.99  # ramp x cosine(~1)
     assert lr_multiplier(load_config().training, 0.3, 0.0) == 0.3  # "none": a constant
+
+
+def test_flyvis_B_variant():
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = _spec(conn, variant="flyvis_B")
+        assert spec.edge_input_size == 6
+        params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+        v = jax.random.normal(jax.random.PRNGKey(2), (2, conn.n_nodes), jnp.float64)
+        msg = np.asarray(M.messages(params, spec, graph, v))
+        src, dst, a = np.asarray(graph.src), np.asarray(graph.dst), np.asarray(params["a"])
+        ref = np.zeros((2, conn.n_nodes))
+        for e in range(len(src)):  # g_phi sees [v_i, v_j, a_i, a_j] with i = target, j = source
+            x = np.concatenate([np.asarray(v)[:, [dst[e]]], np.asarray(v)[:, [src[e]]],
+                                np.tile(a[dst[e]], (2, 1)), np.tile(a[src[e]], (2, 1))], -1)
+            ref[:, dst[e]] += np.asarray(params["W"])[e] * np.asarray(M.mlp_apply(params["g_phi"], jnp.asarray(x)))[:, 0] ** 2
+        np.testing.assert_allclose(msg, ref, rtol=1e-12, atol=1e-12)
+        c = coefficients(load_config().training, 0)
+        batch = Batch(v, v[::-1] * 3, jax.random.uniform(jax.random.PRNGKey(3), (2, conn.n_inputs), jnp.float64))
+        loss, terms = one_step_loss(params, spec, graph, batch, 0.7, c)
+        assert terms["g_phi_norm"] > 0 and np.isfinite(float(loss))
+        grads = jax.grad(lambda p: one_step_loss(p, spec, graph, batch, 0.7, c)[0])(params)
+        assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+        from fvjax import metrics as MT
+
+        slopes = MT.g_phi_slopes(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))
+        assert slopes.shape == (conn.n_nodes,) and np.isfinite(np.asarray(slopes)).all()

@@ -107,28 +107,28 @@ def calibration_movie(conn: Connectome, n_frames: int, seed: int) -> np.ndarray:
 def _rollout(log_strength, static, stim, spec: PriorSpec, n_grey: int = 100):
     """Noise-free voltages (n_grey + T, N) from V_rest: grey steady state, then ``stim``.
 
-    Softly bounded at +-10 so a diverging candidate cannot produce inf/NaN."""
-    sign_count, edge_type, src, dst, inv_tau, v_rest, input_index = static
-    W = sign_count * jnp.exp(log_strength)[edge_type]
-    n = v_rest.shape[0]
+    The ground-truth ODE (:func:`fvjax.simulate.rhs`), softly bounded at +-10 so a diverging
+    candidate cannot produce inf/NaN."""
+    from ..simulate import Circuit, rhs
+
+    sign_count, edge_type, src, dst, tau, v_rest, input_index = static
+    circuit = Circuit(sign_count * jnp.exp(log_strength)[edge_type], tau, v_rest, src, dst, input_index)
 
     def step(v, x):
-        msg = jax.ops.segment_sum(W * jax.nn.relu(v[src]), dst, num_segments=n)
-        drive = jnp.zeros_like(v).at[input_index].add(x)
-        v_next = v + spec.dt * inv_tau * (-v + v_rest + msg + drive)
+        v_next = v + spec.dt * rhs(circuit, v, x, spec.dt, spec.tau_clamp)
         return 10.0 * jnp.tanh(v_next / 10.0), v
 
     grey = jnp.full((n_grey, stim.shape[1]), 0.5, stim.dtype)
     _, volts = jax.lax.scan(step, v_rest, jnp.concatenate([grey, stim]))
-    return W, volts
+    return circuit.W, volts
 
 
-def _growth_rate(W, static, v_star, probe, n_power: int = 60):
+def _growth_rate(W, static, v_star, probe, spec: PriorSpec, n_power: int = 60):
     """Differentiable estimate of the Euler-Jacobian spectral radius at ``v_star``:
     (|J^k x| / |x|)^(1/k) by power iteration (an upper-ish bound for non-normal J)."""
-    _, _, src, dst, inv_tau, _, _ = static
+    _, _, src, dst, tau, _, _ = static
     gain = W * (v_star[src] > 0)
-    a = 0.02 * inv_tau
+    a = spec.dt / (jnp.maximum(tau, spec.dt) if spec.tau_clamp else tau)
 
     def apply(x, _):
         jx = x + a * (-x + jax.ops.segment_sum(gain * x[src], dst, num_segments=x.shape[0]))
@@ -142,7 +142,7 @@ def _growth_rate(W, static, v_star, probe, n_power: int = 60):
 def _calibration_loss(log_strength, static, node_type, counts, target, stim, probe, spec: PriorSpec,
                       n_grey: int = 100):
     W, volts = _rollout(log_strength, static, stim, spec, n_grey)
-    radius = _growth_rate(W, static, volts[n_grey - 1], probe)
+    radius = _growth_rate(W, static, volts[n_grey - 1], probe, spec)
     volts = volts[n_grey + spec.burn_in:]
     var_type = jax.ops.segment_sum(volts.var(0), node_type, counts.shape[0]) / counts
     l_std = jnp.mean((jnp.log(jnp.sqrt(var_type + 1e-8)) - jnp.log(target)) ** 2)
@@ -157,10 +157,9 @@ def calibrate_strength(conn: Connectome, tau, v_rest, strength, target, seed: in
     """Adam on log syn_strength so per-type activity matches ``target`` (see module docstring)."""
     from tqdm.auto import tqdm
 
-    tau_eff = np.maximum(tau, spec.dt) if spec.tau_clamp else tau
     static = (jnp.asarray(conn.edge_type_sign[conn.edge_type] * conn.edge_n_syn), jnp.asarray(conn.edge_type),
               jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst),
-              jnp.asarray(1.0 / tau_eff[conn.node_type], jnp.float32),
+              jnp.asarray(tau[conn.node_type], jnp.float32),
               jnp.asarray(v_rest[conn.node_type], jnp.float32), jnp.asarray(conn.input_node_index.reshape(-1)))
     counts = jnp.asarray(np.bincount(conn.node_type, minlength=conn.n_types), jnp.float32)
     frames = calibration_movie(conn, (spec.window + spec.burn_in) * 8, seed)

@@ -86,9 +86,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
         terms["g_phi_norm"] = c.g_phi_norm * l2(M.edge_function(params, spec, ref, a) - 2.0 * xnorm)
     else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
         def g_b(v_src):
-            x = jnp.concatenate([v0[:, None], v_src[:, None], a, a], -1)
-            h = M.mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
-            return h**2 if spec.g_phi_positive else h
+            return M.pair_edge_function(params, spec, v0, v_src, a, a)
         terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v0 + delta)))
         terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
     return terms
