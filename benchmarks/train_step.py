@@ -11,18 +11,14 @@ Prints ms/iteration (median of repeats) and ratios, plus the reference's measure
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import median_ms, random_batch, training_setup
 
 from fvjax import model as M
-from fvjax.config import load_config
-from fvjax.connectome import build_connectome
-from fvjax.train import Batch, coefficients, init_state, make_optimizer, make_steps, model_spec
+from fvjax.train import init_state, make_steps
 from fvjax.train.step import StepConfig
 
 REFERENCE_MS = 2200.0  # flyvis-gnn PyTorch step measured on this 2-core machine (batch 2)
@@ -36,47 +32,27 @@ def per_edge_messages(params, spec, graph, v):
     return jax.ops.segment_sum(params["W"][:, None] * h.T, graph.dst, num_segments=spec.n_nodes).T
 
 
-def timed(fn, n):
-    out = []
-    for _ in range(3):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) / n * 1e3)
-    return statistics.median(out)
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--baseline-iters", type=int, default=3)
     args = p.parse_args()
-    conn = build_connectome(8)
-    cfg = load_config()
-    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst),
-                    jnp.asarray(conn.input_node_index.reshape(-1)))
-    spec = model_spec(cfg, conn.n_nodes, conn.n_edges)
-    opt = make_optimizer(cfg.training)
-    coeffs = coefficients(cfg.training, 0)
+    conn, graph, spec, opt, coeffs = training_setup()
     xnorm = jnp.float32(1.0)
     rng = np.random.default_rng(0)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; reference step: {REFERENCE_MS:.0f} ms (batch 2)")
     print(f"{'batch':>5} {'per-edge ms':>12} {'per-node ms':>12} {'scanned ms':>11} {'node/edge':>10} {'ref/scanned':>12}")
     for B in args.batches:
-        def batch(k=None):
-            shape = (B,) if k is None else (k, B)
-            return Batch(jnp.asarray(rng.normal(0.5, 0.5, shape + (conn.n_nodes,)), jnp.float32),
-                         jnp.asarray(rng.normal(0, 5, shape + (conn.n_nodes,)), jnp.float32),
-                         jnp.asarray(rng.uniform(0, 1, shape + (conn.n_inputs,)), jnp.float32))
         key = jax.random.PRNGKey(0)
         results = {}
         for name, messages in (("edge", per_edge_messages), ("node", M.messages)):
             orig = M.messages
             M.messages = messages
             try:
-                single, scanned = make_steps(replace(spec), opt, StepConfig())
+                single, scanned = make_steps(spec, opt, StepConfig())
                 state = init_state(M.init(key, spec), opt)
-                b1 = batch()
+                b1 = random_batch(rng, conn, (B,))
                 state, _ = single(state, b1, key, graph, xnorm, coeffs)
                 jax.block_until_ready(state)
                 n = args.baseline_iters if name == "edge" else args.iters
@@ -86,9 +62,9 @@ def main():
                     for _ in range(n):
                         state, terms = single(state, b1, key, graph, xnorm, coeffs)
                     jax.block_until_ready(terms)
-                results[name] = timed(run_single, n)
+                results[name] = median_ms(run_single, n)
                 if name == "node":
-                    bk = batch(args.iters)
+                    bk = random_batch(rng, conn, (args.iters, B))
                     keys = jax.random.split(key, args.iters)
                     state, _ = scanned(state, bk, keys, graph, xnorm, coeffs)
                     jax.block_until_ready(state)
@@ -97,7 +73,7 @@ def main():
                         nonlocal state
                         state, terms = scanned(state, bk, keys, graph, xnorm, coeffs)
                         jax.block_until_ready(terms)
-                    results["scan"] = timed(run_scan, args.iters)
+                    results["scan"] = median_ms(run_scan, args.iters)
             finally:
                 M.messages = orig
         print(f"{B:>5} {results['edge']:>12.1f} {results['node']:>12.1f} {results['scan']:>11.1f} "

@@ -120,15 +120,17 @@ def _rollout(log_strength, static, stim, spec: PriorSpec, n_grey: int = 100):
 
     grey = jnp.full((n_grey, stim.shape[1]), 0.5, stim.dtype)
     _, volts = jax.lax.scan(step, v_rest, jnp.concatenate([grey, stim]))
-    return circuit.W, volts
+    return circuit, volts
 
 
-def _growth_rate(W, static, v_star, probe, spec: PriorSpec, n_power: int = 60):
+def _growth_rate(circuit, v_star, probe, spec: PriorSpec, n_power: int = 60):
     """Differentiable estimate of the Euler-Jacobian spectral radius at ``v_star``:
     (|J^k x| / |x|)^(1/k) by power iteration (an upper-ish bound for non-normal J)."""
-    _, _, src, dst, tau, _, _ = static
-    gain = W * (v_star[src] > 0)
-    a = spec.dt / (jnp.maximum(tau, spec.dt) if spec.tau_clamp else tau)
+    from ..simulate import effective_tau
+
+    src, dst = circuit.edge_src, circuit.edge_dst
+    gain = circuit.W * (v_star[src] > 0)
+    a = spec.dt / effective_tau(circuit, spec.dt, spec.tau_clamp)
 
     def apply(x, _):
         jx = x + a * (-x + jax.ops.segment_sum(gain * x[src], dst, num_segments=x.shape[0]))
@@ -141,8 +143,8 @@ def _growth_rate(W, static, v_star, probe, spec: PriorSpec, n_power: int = 60):
 
 def _calibration_loss(log_strength, static, node_type, counts, target, stim, probe, spec: PriorSpec,
                       n_grey: int = 100):
-    W, volts = _rollout(log_strength, static, stim, spec, n_grey)
-    radius = _growth_rate(W, static, volts[n_grey - 1], probe, spec)
+    circuit, volts = _rollout(log_strength, static, stim, spec, n_grey)
+    radius = _growth_rate(circuit, volts[n_grey - 1], probe, spec)
     volts = volts[n_grey + spec.burn_in:]
     var_type = jax.ops.segment_sum(volts.var(0), node_type, counts.shape[0]) / counts
     l_std = jnp.mean((jnp.log(jnp.sqrt(var_type + 1e-8)) - jnp.log(target)) ** 2)
