@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from fvjax.config import ConfigError, Config, dump_config, load_config
+from fvjax.config import ConfigError, Config, load_config
 from fvjax.generate import parse_sets
 
 # The locked "Node 21" recipe is fvjax's training default (fvjax.config.TrainingConfig).
@@ -60,73 +59,10 @@ def build_config(args) -> Config:
 
 def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> dict:
     """Generate (or reuse) data, train (or resume), evaluate, plot. Returns the metrics."""
-    import jax.numpy as jnp
-
-    from fvjax import model as M
-    from fvjax.connectome import build_connectome
-    from fvjax.data import generate_dataset, load_dataset
-    from fvjax.evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
-    from fvjax.train import fit, model_spec
+    from fvjax.pipeline import run
 
     cfg = cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, run_dir / "config.yaml")
-    started = time.time()
-    data_dir = run_dir / "data"
-    if not (data_dir / "manifest.json").is_file():
-        generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
-    data = load_dataset(data_dir)
-    conn = build_connectome(cfg.simulation.extent)
-    gt = data.ground_truth(conn)
-    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index))
-    spec = model_spec(cfg, conn.n_nodes, conn.n_edges)
-    result = fit(cfg, data, graph, run_dir, progress=progress,
-                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt))
-    train_min = result.wall_time_s / 60
-    if progress:
-        print("evaluating (recovered parameters, clustering, test rollout; ~1-2 min)...", flush=True)
-    metrics, arrays = evaluate(result.params, result.spec, graph, data, conn, gt, cfg.simulation.delta_t)
-    metrics.update({"final_loss": result.history[-1]["data"] / conn.n_nodes if result.history else float("nan"),
-                    "training_time_min": round(train_min, 2), "total_time_min": round((time.time() - started) / 60, 2),
-                    "iterations": result.iterations, "seed": seed})
-    write_metrics(run_dir, metrics, arrays)
-    write_analysis_log(run_dir / "analysis.log", metrics,
-                       header={"seed": seed, "n_frames": cfg.simulation.n_frames,
-                               "iterations": result.iterations, "batch_size": cfg.training.batch_size})
-    _plots(run_dir, result, arrays, gt, conn, data, metrics)
-    return metrics
-
-
-def _plots(run_dir, result, arrays, gt, conn, data, metrics):
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import jax.numpy as jnp
-
-    from fvjax import model as M
-    from fvjax import plots
-
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
-    plots.recovery_panel(gt.W, arrays["W"], gt.tau, arrays["tau"], gt.V_rest, arrays["V_rest"],
-                         metrics).savefig(out / "recovery.png", dpi=100)
-    plots.embedding_plot(result.params["a"], conn.node_type, conn.n_types).savefig(out / "embedding.png", dpi=100)
-    first = np.array([np.flatnonzero(conn.node_type == t)[0] for t in range(conn.n_types)])
-    grid = np.linspace(-2, 4, 200, dtype=np.float32)
-    v = jnp.broadcast_to(jnp.asarray(grid)[None], (len(first), len(grid)))
-    a = result.params["a"][first][:, None, :]
-    g = np.asarray(M.edge_function(result.params, result.spec, v, a))
-    zeros = jnp.zeros_like(v)
-    f = np.asarray(M.update_function(result.params, result.spec, v, a, zeros, zeros))
-    plots.function_curves(g, f, grid, conn.node_type, conn.n_types).savefig(out / "functions.png", dpi=100)
-    during = []
-    if (run_dir / "metrics_during.csv").exists():
-        with open(run_dir / "metrics_during.csv") as fh:
-            during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
-    matplotlib.pyplot.close("all")
+    return {**run(cfg, run_dir, progress=progress, header={"seed": seed}), "seed": seed}
 
 
 KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",

@@ -57,18 +57,33 @@ class SimulationConfig:
     sequence_frames: tuple[int, int] = _opt((50, 80), doc="length range of generated sequences")
     noise_hold_frames: int = _opt(1, lo=1, doc="white-noise stimulus: frames each value is held")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
-    # reference consistency checks (must match the built network when given)
-    n_neurons: int | None = _opt(None)
-    n_input_neurons: int | None = _opt(None)
-    n_neuron_types: int | None = _opt(None)
+    # flyvis: reference consistency checks (must match the built network when given);
+    # synthetic: the network's size (None = 1000 neurons, 4 types, 0 driven neurons)
+    n_neurons: int | None = _opt(None, lo=2)
+    n_input_neurons: int | None = _opt(None, lo=0)
+    n_neuron_types: int | None = _opt(None, lo=1)
     n_edges: int | None = _opt(None)
+    network: str = _opt("flyvis", choices=("flyvis", "synthetic"),
+                        doc="flyvis connectome, or a synthetic all-to-all network (seed 003; fvjax.synthetic)")
+    # synthetic networks only (docs/synthetic.md)
+    connectivity_type: str = _opt("Lorentz", choices=("Lorentz", "Gaussian"), doc="distribution of W entries")
+    connectivity_filling_factor: float = _opt(1.0, lo=0.0, hi=1.0, doc="fraction of nonzero off-diagonal W")
+    low_rank: int = _opt(0, lo=0, doc="W = W_L W_R of this rank; 0 = full rank")
+    Dale_law: bool = _opt(False, doc="one sign per presynaptic neuron")
+    Dale_law_factor: float = _opt(0.5, lo=0.0, hi=1.0, doc="fraction of excitatory neurons under Dale's law")
+    spectral_radius: float = _opt(2.0, lo=0.0, doc="W is rescaled to this largest |eigenvalue|")
+    tau_range: tuple[float, float] = _opt((0.1, 0.4), lo=1e-4, doc="per-type tau, geometric spacing")
+    V_rest_range: tuple[float, float] = _opt((-0.2, 0.2), doc="per-type V_rest, linear spacing")
+    input_drive_std: float = _opt(1.0, lo=0.0, doc="driven neurons: std of the Ornstein-Uhlenbeck drive")
+    input_drive_tau: float = _opt(0.2, lo=1e-4, doc="driven neurons: correlation time [s] of the drive")
 
 
 @dataclass(frozen=True)
 class GraphModelConfig:
     """GNN architecture (reference section ``graph_model``)."""
 
-    signal_model_name: str = _opt("flyvis_A", choices=("flyvis_A", "flyvis_B"))
+    signal_model_name: str = _opt("flyvis_A", choices=("flyvis_A", "flyvis_B", "dense"),
+                                  doc="dense: all-to-all W as one matrix (synthetic networks)")
     embedding_dim: int = _opt(2, lo=1)
     hidden_dim: int = _opt(80, lo=1, doc="g_phi width")
     n_layers: int = _opt(3, lo=2, doc="g_phi Linear layers")
@@ -84,7 +99,7 @@ class GraphModelConfig:
     output_size: int | None = _opt(None, lo=1, hi=1)
 
     def __post_init__(self):
-        edge_in = 1 + self.embedding_dim if self.signal_model_name == "flyvis_A" else 2 + 2 * self.embedding_dim
+        edge_in = 2 + 2 * self.embedding_dim if self.signal_model_name == "flyvis_B" else 1 + self.embedding_dim
         for key, want in (("input_size", edge_in), ("input_size_update", 3 + self.embedding_dim)):
             given = getattr(self, key)
             if given is not None and given != want:
@@ -133,8 +148,19 @@ class TrainingConfig:
     noise_recurrent_level: float = _opt(0.0, lo=0.0)
     recurrent_training_start_epoch: int = _opt(0, lo=0, doc="epochs of one-step training first")
     multi_start_recurrent: bool = _opt(False)
+    neural_ODE_training: bool = _opt(False, doc="integrate the GNN with diffrax over time_step frames")
+    ode_method: str = _opt("dopri5", choices=("dopri5", "rk4", "euler", "midpoint", "heun3"))
+    ode_rtol: float = _opt(1e-4, lo=0.0, doc="adaptive solvers (dopri5) only")
+    ode_atol: float = _opt(1e-5, lo=0.0, doc="adaptive solvers (dopri5) only")
+    ode_adjoint: bool = _opt(True, doc="True: backsolve adjoint (O(1) memory); False: checkpointed backprop")
+    ode_state_clamp: float = _opt(10.0, lo=0.0, doc="the vector field sees clip(v, -c, c); 0 = off")
     steps_per_call: int = _opt(20, lo=1, doc="training steps fused under one lax.scan")
     eval_every: int = _opt(0, lo=0, doc="connectivity R2 checkpoints every N iterations; 0 = 10 per epoch")
+
+    def __post_init__(self):
+        if self.recurrent_training and self.neural_ODE_training:
+            raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
+                              "choose one (Euler unrolls or an ODE solver)")
 
 
 @dataclass(frozen=True)
@@ -183,7 +209,7 @@ UNSUPPORTED_UNLESS = {
     "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
                  "coeff_f_theta_centering": (0,), "time_window": (0,), "coeff_f_theta_zero": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),
-                 "alternate_training": (False,), "neural_ODE_training": (False,),
+                 "alternate_training": (False,), "ode_stab_lambda": (0,),
                  "umap_cluster_method": ("none",), "loss_noise_level": (0,), "consecutive_batch": (False,)},
 }
 

@@ -26,6 +26,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -144,11 +145,13 @@ def _simulate_split(cfg: Config, circuit, v0, luminance: np.ndarray, conn: Conne
 
 
 def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Simulate train and test splits for ``cfg`` into the folder ``out`` (see module docstring)."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another folder")
-    started = time.time()
+    """Simulate train and test splits for ``cfg`` into the folder ``out`` (see module docstring).
+
+    ``simulation.network: synthetic`` builds a synthetic network instead (:mod:`fvjax.synthetic`)."""
+    if cfg.simulation.network == "synthetic":
+        from .synthetic import generate_synthetic_dataset
+
+        return generate_synthetic_dataset(cfg, out, overwrite, progress)
     sim = cfg.simulation
     conn = build_connectome(sim.extent)
     check_network(cfg, conn)
@@ -157,20 +160,36 @@ def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, prog
     n_pre = int(round(sim.steady_state_time / sim.delta_t))
     v0 = steady_state(circuit, n_steps=n_pre, grey=sim.grey, dt=sim.delta_t, tau_clamp=sim.tau_clamp)
     frames = dict(zip(SPLITS, train_test_frames(sim)))
+
+    def run_split(split, writer, key):
+        _simulate_split(cfg, circuit, v0, frames[split], conn, key, writer, f"simulating {split}", progress)
+
+    head = {"n_nodes": conn.n_nodes, "n_edges": conn.n_edges, "n_inputs": conn.n_inputs,
+            "input_node_index": conn.input_node_index.reshape(-1).tolist()}
+    return write_dataset(cfg, out, overwrite, head, {k: len(v) for k, v in frames.items()}, run_split,
+                         lambda folder: save_npz(folder / "ground_truth.npz", gt, conn))
+
+
+def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_frames: dict,
+                  run_split: Callable, save_ground_truth: Callable) -> Path:
+    """Shared writer: ``run_split(split, writer, key)`` fills each split; ``head`` (n_nodes, n_edges,
+    n_inputs, input_node_index, ...) goes into the manifest; completion is atomic."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another folder")
+    started = time.time()
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    key = jax.random.PRNGKey(sim.seed)
+    key = jax.random.PRNGKey(cfg.simulation.seed)
     manifest = {"format": "fvjax-dataset/1", "fvjax": __version__, "jax": jax.__version__,
-                "numpy": np.__version__, "seed": sim.seed, "config": to_dict(cfg),
-                "n_nodes": conn.n_nodes, "n_edges": conn.n_edges, "n_inputs": conn.n_inputs,
-                "input_node_index": conn.input_node_index.reshape(-1).tolist(), "splits": {}}
+                "numpy": np.__version__, "seed": cfg.simulation.seed, "network": cfg.simulation.network,
+                "config": to_dict(cfg), **head, "splits": {}}
     for k, split in enumerate(SPLITS):
-        writer = _Writer(tmp / split, len(frames[split]), conn.n_nodes, conn.n_inputs)
-        _simulate_split(cfg, circuit, v0, frames[split], conn, jax.random.fold_in(key, k), writer,
-                        f"simulating {split}", progress)
+        writer = _Writer(tmp / split, n_frames[split], head["n_nodes"], head["n_inputs"])
+        run_split(split, writer, jax.random.fold_in(key, k))
         manifest["splits"][split] = writer.close()
-    save_npz(tmp / "ground_truth.npz", gt, conn)
+    save_ground_truth(tmp)
     dump_config(cfg, tmp / "config.yaml")
     manifest["wall_time_s"] = round(time.time() - started, 2)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -208,7 +227,14 @@ class Dataset:
         """1.5 x the std of all training voltages (the reference's normalisation scale)."""
         return 1.5 * float(self.manifest["splits"]["train"]["stats"]["voltage_std"])
 
+    @property
+    def network(self) -> str:
+        """'flyvis' or 'synthetic' (how the data was generated)."""
+        return self.manifest.get("network", "flyvis")
+
     def ground_truth(self, conn: Connectome) -> GroundTruth:
+        if self.network != "flyvis":
+            raise ValueError(f"{self.path} holds a {self.network} network; use fvjax.synthetic.load_network")
         return load_npz(self.path / "ground_truth.npz", conn)
 
 

@@ -54,8 +54,12 @@ def test_scores(params, spec, graph, data: Dataset, dt: float, max_frames: int =
 
 
 def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Connectome, gt: GroundTruth,
-             dt: float = 0.02, cluster: bool = True, max_test_frames: int = 0) -> tuple[dict, dict]:
-    """(metrics, arrays): every scalar metric, and the recovered per-neuron/per-edge arrays."""
+             dt: float = 0.02, cluster: bool = True, max_test_frames: int = 0,
+             cluster_components: int = 100) -> tuple[dict, dict]:
+    """(metrics, arrays): every scalar metric, and the recovered per-neuron/per-edge arrays.
+
+    ``conn`` only needs ``node_type``/``n_types`` (a SyntheticNetwork works); ``cluster_components``:
+    GMM components (the reference's 100 for flyvis; the number of types for synthetic networks)."""
     rec = recovered(params, spec, graph, data)
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     out = {}
@@ -65,7 +69,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
     if cluster:
         feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
-        out["cluster_accuracy"] = MT.cluster_accuracy(feats, conn.node_type)
+        out["cluster_accuracy"] = MT.cluster_accuracy(feats, conn.node_type, cluster_components)
     out.update(test_scores(params, spec, graph, data, dt, max_test_frames))
     out["effective_rank_90"], out["effective_rank_99"] = MT.effective_rank(data.train.voltage)
     out["spectral_radius_true"] = MT.spectral_radius(gt.W, src, dst, spec.n_nodes)

@@ -66,7 +66,7 @@ def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
         m, sd, a = args
         lo, hi = jnp.maximum(m - 2 * sd, 0.0), m + 2 * sd
         r = lo[:, None] + (hi - lo)[:, None] * grid[None]
-        if spec.variant == "flyvis_A":
+        if not spec.pairwise:
             h = M.edge_function(params, spec, r, a[:, None, :])
         else:  # flyvis_B probe [0, r, a_j, a_j]
             h = M.pair_edge_function(params, spec, jnp.zeros_like(r), r, a[:, None, :], a[:, None, :])

@@ -6,7 +6,8 @@
 
 For flyvis_A g_phi's input depends on the source node only, so it is evaluated once per node and
 gathered (exactly the per-edge value; tested in float64). flyvis_B (g_phi sees [v_i, v_j, a_i, a_j])
-is evaluated per edge.
+is evaluated per edge. ``dense`` is flyvis_A on an all-to-all graph whose W (N*N,) is stored row-major
+(``W[i * N + j]`` = weight j -> i), so the sum is one matrix product (synthetic networks, seed 003).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ ACTIVATIONS = {
 }
 
 
+VARIANTS = ("flyvis_A", "flyvis_B", "dense")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Static architecture (hashable; passed to jit as a static argument)."""
 
     n_nodes: int
     n_edges: int
-    variant: str = "flyvis_A"          # "flyvis_A" | "flyvis_B"
+    variant: str = "flyvis_A"          # "flyvis_A" | "flyvis_B" | "dense"
     embedding_dim: int = 2
     hidden_dim: int = 80
     n_layers: int = 3
@@ -41,9 +45,20 @@ class ModelSpec:
     w_init_mode: str = "randn_scaled"  # "zeros" | "randn" | "randn_scaled"
     w_init_scale: float = 1.0
 
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
+        if self.variant == "dense" and self.n_edges != self.n_nodes**2:
+            raise ValueError(f"dense variant needs n_edges = n_nodes^2 = {self.n_nodes**2}, got {self.n_edges}")
+
+    @property
+    def pairwise(self) -> bool:
+        """g_phi sees both ends of the edge (flyvis_B), so it is evaluated per edge."""
+        return self.variant == "flyvis_B"
+
     @property
     def edge_input_size(self) -> int:
-        return 1 + self.embedding_dim if self.variant == "flyvis_A" else 2 + 2 * self.embedding_dim
+        return 2 + 2 * self.embedding_dim if self.pairwise else 1 + self.embedding_dim
 
     @property
     def update_input_size(self) -> int:
@@ -56,6 +71,12 @@ class Graph(NamedTuple):
     src: jax.Array
     dst: jax.Array
     input_index: jax.Array
+
+
+def dense_graph(n_nodes: int, input_index) -> Graph:
+    """All n^2 ordered pairs in row-major order (edge i * n + j is j -> i), for the dense variant."""
+    dst, src = np.divmod(np.arange(n_nodes * n_nodes, dtype=np.int32), np.int32(n_nodes))
+    return Graph(jnp.asarray(src), jnp.asarray(dst), jnp.asarray(np.asarray(input_index, np.int32)))
 
 
 def mlp_init(key, sizes: list[int], dtype=jnp.float32) -> list[dict]:
@@ -124,7 +145,10 @@ def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array
 def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
     """msg (B, N) for voltages v (B, N)."""
     a = params["a"]
-    if spec.variant == "flyvis_A":
+    if spec.variant == "dense":
+        n = spec.n_nodes
+        return edge_function(params, spec, v, a) @ params["W"].reshape(n, n).T
+    if not spec.pairwise:
         h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
     else:
         h = pair_edge_function(params, spec, v[:, graph.dst], v[:, graph.src], a[graph.dst], a[graph.src])

@@ -37,6 +37,20 @@ class Circuit(NamedTuple):
         return self.tau.shape[0]
 
 
+class DenseCircuit(NamedTuple):
+    """An all-to-all network (synthetic, seed 003): ``W[i, j]`` is the weight j -> i and the presynaptic
+    nonlinearity is tanh instead of relu. Used by the same ``rhs``/``simulate`` as :class:`Circuit`."""
+
+    W: jax.Array            # (N, N)
+    tau: jax.Array          # (N,)
+    V_rest: jax.Array       # (N,)
+    input_index: jax.Array  # (n_in,) int32
+
+    @property
+    def n_nodes(self) -> int:
+        return self.tau.shape[0]
+
+
 def make_circuit(conn: Connectome, gt: GroundTruth, dtype=jnp.float32) -> Circuit:
     """Pack a connectome and its ground-truth parameters for the simulator."""
     return Circuit(
@@ -56,8 +70,10 @@ def effective_tau(circuit: Circuit, dt: float, tau_clamp: bool) -> jax.Array:
     return jnp.maximum(circuit.tau, dt) if tau_clamp else circuit.tau
 
 
-def messages(circuit: Circuit, v: jax.Array) -> jax.Array:
-    """sum_{e: j->i} W_e relu(v_j) for every node i."""
+def messages(circuit: Circuit | DenseCircuit, v: jax.Array) -> jax.Array:
+    """sum_{e: j->i} W_e relu(v_j) for every node i (``W @ tanh(v)`` for a :class:`DenseCircuit`)."""
+    if isinstance(circuit, DenseCircuit):
+        return jnp.tanh(v) @ circuit.W.T
     pre = jax.nn.relu(v[circuit.edge_src])
     return jax.ops.segment_sum(circuit.W * pre, circuit.edge_dst, num_segments=circuit.n_nodes)
 

@@ -20,6 +20,7 @@ from ..data import Dataset
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import make_optimizer
+from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
 
 
@@ -76,9 +77,19 @@ class FitResult:
 
 
 def _epoch_mode(cfg: Config, epoch: int) -> tuple[bool, int]:
+    """(windowed, time_step): recurrent and neural-ODE training read windows of time_step frames."""
     tr = cfg.training
-    recurrent = tr.recurrent_training and epoch >= tr.recurrent_training_start_epoch
-    return recurrent, (tr.time_step if recurrent else 1)
+    windowed = (tr.recurrent_training or tr.neural_ODE_training) and epoch >= tr.recurrent_training_start_epoch
+    return windowed, (tr.time_step if windowed else 1)
+
+
+def step_config(cfg: Config, epoch: int) -> StepConfig:
+    tr = cfg.training
+    windowed, _ = _epoch_mode(cfg, epoch)
+    ode = None
+    if windowed and tr.neural_ODE_training:
+        ode = ODEConfig(tr.ode_method, tr.ode_rtol, tr.ode_atol, tr.ode_adjoint, tr.ode_state_clamp)
+    return StepConfig(windowed, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent, ode)
 
 
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,
@@ -115,8 +126,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     writer = None
     for epoch in range(start_epoch, tr.n_epochs):
         recurrent, time_step = _epoch_mode(cfg, epoch)
-        sc = StepConfig(recurrent, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent)
-        _, scanned = make_steps(spec, optimizer, sc)
+        _, scanned = make_steps(spec, optimizer, step_config(cfg, epoch))
         coeffs = coefficients(tr, epoch)
         idx = frame_indices(cfg, n_frames, epoch, n_iter, time_step)
         it = start_iter if epoch == start_epoch else 0

@@ -78,7 +78,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
         "g_phi_weight": _weight_penalty(params["g_phi"], c.g_phi_weight_L1, c.g_phi_weight_L2),
         "f_theta_weight": _weight_penalty(params["f_theta"], c.f_theta_weight_L1, c.f_theta_weight_L2),
     }
-    if spec.variant == "flyvis_A":
+    if not spec.pairwise:
         m0 = M.edge_function(params, spec, v0, a)
         m1 = M.edge_function(params, spec, v0 + delta, a)
         terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(m0 - m1))

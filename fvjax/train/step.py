@@ -11,6 +11,7 @@ import optax
 
 from .. import model as M
 from .losses import Batch, Coefficients, SeqBatch, one_step_loss, recurrent_loss
+from .ode import ODEConfig, ode_loss
 
 
 class TrainState(NamedTuple):
@@ -26,6 +27,7 @@ class StepConfig(NamedTuple):
     dt: float = 0.02
     noise_recurrent_level: float = 0.0
     multi_start: bool = False
+    ode: ODEConfig | None = None     # neural-ODE training over the window (instead of Euler unrolls)
 
 
 def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
@@ -33,6 +35,8 @@ def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainSt
 
 
 def _loss(params, spec, graph, batch, xnorm, coeffs, key, sc: StepConfig):
+    if sc.ode is not None:
+        return ode_loss(params, spec, graph, batch, xnorm, coeffs, key, sc.dt, sc.noise_recurrent_level, sc.ode)
     if sc.recurrent:
         return recurrent_loss(params, spec, graph, batch, xnorm, coeffs, key, sc.dt,
                               sc.noise_recurrent_level, sc.multi_start)

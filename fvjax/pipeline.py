@@ -1,0 +1,112 @@
+"""One run end to end: generate (or reuse) the dataset, train (or resume), evaluate, plot.
+
+Works for flyvis and synthetic datasets; experiments are thin wrappers around :func:`run`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import model as M
+from .config import Config, dump_config, from_dict, to_dict
+from .data import Dataset, generate_dataset, load_dataset
+
+
+def network(data: Dataset, cfg: Config):
+    """(nodes, ground truth, graph) of a dataset. ``nodes`` has ``node_type``/``n_types`` (a
+    Connectome, or the SyntheticNetwork, which is also its own ground truth)."""
+    if data.network == "synthetic":
+        from .synthetic import load_network
+
+        net = load_network(data.path)
+        return net, net, M.dense_graph(net.n_nodes, data.input_index)
+    from .connectome import build_connectome
+
+    conn = build_connectome(cfg.simulation.extent)
+    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index))
+    return conn, data.ground_truth(conn), graph
+
+
+def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Dataset:
+    """Generate the dataset unless ``data_dir`` holds one made with the same ``simulation`` section
+    (a different one is an error naming the keys, never silently reused)."""
+    if not (data_dir / "manifest.json").is_file():
+        generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
+    data = load_dataset(data_dir)
+    # filled with today's defaults, so datasets written before a key existed still match
+    stored = to_dict(from_dict({"simulation": data.manifest["config"]["simulation"]}))["simulation"]
+    wanted = to_dict(cfg)["simulation"]
+    differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k) and k != "chunk_frames")
+    if differ:
+        raise ValueError(f"{data_dir} was generated with different simulation settings ({', '.join(differ)}); "
+                         f"delete it or use another run folder")
+    return data
+
+
+def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
+        header: dict | None = None, plots: bool = True) -> dict:
+    """Train and evaluate ``cfg`` in ``run_dir`` (data in ``run_dir/data`` unless ``data_dir``).
+
+    Writes config.yaml, loss.csv, metrics_during.csv, checkpoints/, metrics.json, analysis.log,
+    recovered.npz and plots/*.png; returns the metrics. Re-running resumes."""
+    from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
+    from .train import fit, model_spec
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    started = time.time()
+    data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress)
+    nodes, gt, graph = network(data, cfg)
+    spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
+    result = fit(cfg, data, graph, run_dir, progress=progress,
+                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt))
+    if progress:
+        print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
+    components = 100 if data.network == "flyvis" else nodes.n_types
+    metrics, arrays = evaluate(result.params, result.spec, graph, data, nodes, gt, cfg.simulation.delta_t,
+                               cluster_components=components)
+    n = spec.n_nodes
+    metrics.update({"final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
+                    "training_time_min": round(result.wall_time_s / 60, 2),
+                    "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations})
+    write_metrics(run_dir, metrics, arrays)
+    write_analysis_log(run_dir / "analysis.log", metrics,
+                       header={**(header or {}), "n_frames": len(data.train), "iterations": result.iterations,
+                               "batch_size": cfg.training.batch_size, "time_step": cfg.training.time_step})
+    if plots:
+        save_plots(run_dir, result, arrays, gt, nodes, metrics)
+    return metrics
+
+
+def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import plots
+
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    plots.recovery_panel(gt.W, arrays["W"], gt.tau, arrays["tau"], gt.V_rest, arrays["V_rest"],
+                         metrics).savefig(out / "recovery.png", dpi=100)
+    plots.embedding_plot(result.params["a"], nodes.node_type, nodes.n_types).savefig(out / "embedding.png", dpi=100)
+    first = np.array([np.flatnonzero(nodes.node_type == t)[0] for t in range(nodes.n_types)])
+    grid = np.linspace(-2, 4, 200, dtype=np.float32)
+    v = jnp.broadcast_to(jnp.asarray(grid)[None], (len(first), len(grid)))
+    a = result.params["a"][first][:, None, :]
+    g = np.asarray(M.edge_function(result.params, result.spec, v, a))
+    zeros = jnp.zeros_like(v)
+    f = np.asarray(M.update_function(result.params, result.spec, v, a, zeros, zeros))
+    plots.function_curves(g, f, grid, nodes.node_type, nodes.n_types).savefig(out / "functions.png", dpi=100)
+    during = []
+    if (run_dir / "metrics_during.csv").exists():
+        with open(run_dir / "metrics_during.csv") as fh:
+            during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
+    matplotlib.pyplot.close("all")
