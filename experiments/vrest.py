@@ -62,7 +62,7 @@ def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> di
     from fvjax.pipeline import run
 
     cfg = cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
-    return {**run(cfg, run_dir, progress=progress, header={"seed": seed}), "seed": seed}
+    return run(cfg, run_dir, progress=progress, header={"seed": seed})
 
 
 KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",

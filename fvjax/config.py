@@ -91,6 +91,16 @@ class GraphModelConfig:
     n_layers_update: int = _opt(3, lo=2, doc="f_theta Linear layers")
     g_phi_positive: bool = _opt(True, doc="square g_phi's output")
     MLP_activation: str = _opt("relu", choices=("relu", "tanh", "sigmoid", "leaky_relu", "soft_relu", "none"))
+    field_type: str = _opt("none", choices=("none", "visual"),
+                           doc="visual: learn the photoreceptor input as a SIREN of (x, y, t) (seed 002)")
+    hidden_dim_nnr_f: int = _opt(128, lo=1)
+    n_layers_nnr_f: int = _opt(5, lo=0, doc="hidden sine layers after the first (so n + 1 sine layers)")
+    omega_f: float = _opt(80.0, lo=0.0, doc="SIREN frequency omega_0 of every sine layer")
+    nnr_f_xy_period: float = _opt(1.0, lo=1e-9)
+    nnr_f_T_period: float = _opt(1.0, lo=1e-9, doc="frames per 2 pi of the time input (INR recipe: 64000)")
+    input_size_nnr_f: int = _opt(3, lo=3, hi=3)
+    output_size_nnr_f: int = _opt(1, lo=1, hi=1)
+    outermost_linear_nnr_f: bool = _opt(True, choices=(True,), doc="only a linear last layer is implemented")
     aggr_type: str = _opt("add", choices=("add",))
     update_type: str = _opt("generic", choices=("generic",))
     # reference consistency checks: must equal the sizes implied by embedding_dim when given
@@ -123,6 +133,7 @@ class TrainingConfig:
     lr: float = _opt(1.2e-3, lo=0.0, doc="g_phi learning rate")
     lr_W: float = _opt(6e-4, lo=0.0)
     lr_embedding: float = _opt(1.55e-3, lo=0.0)
+    learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
     w_init_mode: str = _opt("randn_scaled", choices=("zeros", "randn", "randn_scaled"))
     w_init_scale: float = _opt(1.0, lo=0.0)
@@ -196,7 +207,7 @@ INERT_KEYS = {
                    "edge_removal_seed", "ablation_ratio", "ablation_seed", "max_train_sequences",
                    "blank_freq", "simulation_initial_state", "noise_visual_input",
                    "only_noise_visual_input", "calcium_type", "save_calcium", "dimension"},
-    "graph_model": {"prediction", "field_type"},
+    "graph_model": {"prediction"},
     "training": {"n_runs", "device", "batch_ratio", "small_init_batch_size", "sparsity",
                  "coeff_V_rest", "V_rest_warmup_fraction", "V_rest_rampup_iters", "V_rest_eval_every",
                  "use_gt_edges", "f_theta_linearity_warmup_fraction", "f_theta_linearity_rampup_iters",
@@ -206,6 +217,7 @@ INERT_KEYS = {
 
 # reference features fvjax does not implement: accepted only at their "off" value
 UNSUPPORTED_UNLESS = {
+    "graph_model": {"omega_f_learning": (False,)},
     "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
                  "coeff_f_theta_centering": (0,), "time_window": (0,), "coeff_f_theta_zero": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),

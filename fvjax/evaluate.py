@@ -12,6 +12,7 @@ from . import metrics as MT
 from . import model as M
 from .connectome import Connectome
 from .data import Dataset
+from .diagnostics import diagnose
 from .groundtruth import GroundTruth
 
 
@@ -26,12 +27,23 @@ def recovered(params, spec, graph, data: Dataset) -> dict:
                                    np.asarray(data.train.voltage[frames]), np.asarray(data.train.stimulus[frames]))
 
 
+def field_scores(params, spec, graph, data: Dataset) -> dict:
+    """field_R2 and field_slope of the learned visual field on training frames 0, 2, ..., 798."""
+    frames = MT.field_frames(len(data.train))
+    pred = np.asarray(M.visual_field(params, spec, graph, jnp.asarray(frames)))
+    r2, slope = MT.field_r2(np.asarray(data.train.stimulus[frames]), pred)
+    return {"field_R2": r2, "field_slope": slope}
+
+
 def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth) -> dict:
-    """The three R^2 tracked during training (cheap: no clustering, no rollout)."""
+    """The three R^2 tracked during training (cheap: no clustering, no rollout), and field_R2."""
     rec = recovered(params, spec, graph, data)
-    return {"connectivity_r2": MT.r2_filtered(gt.W, rec["W"])[0],
-            "vrest_r2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
-            "tau_r2": MT.r2_affine(gt.tau, rec["tau"])[0]}
+    out = {"connectivity_r2": MT.r2_filtered(gt.W, rec["W"])[0],
+           "vrest_r2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
+           "tau_r2": MT.r2_affine(gt.tau, rec["tau"])[0]}
+    if spec.field == "visual":
+        out["field_r2"] = field_scores(params, spec, graph, data)["field_R2"]
+    return out
 
 
 def test_scores(params, spec, graph, data: Dataset, dt: float, max_frames: int = 0) -> dict:
@@ -70,14 +82,15 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     if cluster:
         feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
         out["cluster_accuracy"] = MT.cluster_accuracy(feats, conn.node_type, cluster_components)
+    if spec.field == "visual":
+        out.update(field_scores(params, spec, graph, data))
     out.update(test_scores(params, spec, graph, data, dt, max_test_frames))
     out["effective_rank_90"], out["effective_rank_99"] = MT.effective_rank(data.train.voltage)
     out["spectral_radius_true"] = MT.spectral_radius(gt.W, src, dst, spec.n_nodes)
     out["spectral_radius_learned"] = MT.spectral_radius(rec["W"], src, dst, spec.n_nodes)
-    per_type = MT.per_type_r2(gt.W, rec["W"], conn.node_type[dst], conn.n_types)
-    out["W_R2_per_target_type_median"] = float(np.nanmedian(per_type))
-    arrays = {**rec, "W_R2_per_target_type": per_type}
-    return out, arrays
+    diag, diag_arrays = diagnose(gt.W, np.asarray(params["W"]), rec["W"], src, dst, conn.node_type, conn.n_types)
+    out.update(diag)
+    return out, {**rec, **diag_arrays}
 
 
 def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = None) -> None:
@@ -92,8 +105,14 @@ def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = No
               "--- Rollout results ---",
               f"Pearson r: {metrics['test_pearson']:.3f} +/- {metrics['test_pearson_std']:.3f}",
               f"RMSE: {metrics['test_rmse']:.4f}"]
+    if "mechanism" in metrics:
+        lines += ["--- diagnostics ---",
+                  f"per-neuron W sum correlation (in/out): {metrics['W_sum_corr_in']:.3f} / {metrics['W_sum_corr_out']:.3f}",
+                  f"sign match (raw/corrected): {metrics['sign_match_raw']:.3f} / {metrics['sign_match_corrected']:.3f}",
+                  f"recovery mechanism: {metrics['mechanism']}",
+                  f"W R2 per target type (median): {metrics['W_R2_per_target_type_median']:.3f}"]
     for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2", "tau_R2", "V_rest_R2",
-                "cluster_accuracy", "training_time_min"):
+                "cluster_accuracy", "field_R2", "training_time_min"):
         if key in metrics:
             lines.append(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key}: {metrics[key]}")
     Path(path).write_text("\n".join(lines) + "\n")

@@ -31,6 +31,22 @@ def r2_filtered(true, learned, outlier_threshold: float = 5.0) -> tuple[float, f
     return r2_affine(true[keep], learned[keep])
 
 
+def field_r2(true, pred) -> tuple[float, float]:
+    """Visual field quality: least squares true ~ alpha * pred + beta over all (frame, input) pairs;
+    (1 - SS_res / (SS_tot + 1e-16), alpha)."""
+    x, y = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
+    if x.std() == 0:
+        return 0.0, 0.0
+    alpha, beta = np.polyfit(x, y, 1)
+    ss_res = np.sum((y - alpha * x - beta) ** 2)
+    return float(1.0 - ss_res / (np.sum((y - y.mean()) ** 2) + 1e-16)), float(alpha)
+
+
+def field_frames(n_frames: int) -> np.ndarray:
+    """Frames scored by field_R2: 0, 2, ..., 798 (the reference's), within the split."""
+    return np.arange(0, min(800, n_frames), 2)
+
+
 # ------------------------------------------------------------------------------ function probes
 
 

@@ -44,6 +44,12 @@ class ModelSpec:
     g_phi_positive: bool = True
     w_init_mode: str = "randn_scaled"  # "zeros" | "randn" | "randn_scaled"
     w_init_scale: float = 1.0
+    field: str = "none"                # "visual": the input is a SIREN of (x, y, t) (seed 002)
+    siren_hidden: int = 128
+    siren_layers: int = 5              # hidden sine layers after the first
+    omega: float = 80.0
+    xy_period: float = 1.0
+    T_period: float = 1.0
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -66,11 +72,13 @@ class ModelSpec:
 
 
 class Graph(NamedTuple):
-    """Edges the model passes messages over (int32 arrays) and where the stimulus enters."""
+    """Edges the model passes messages over (int32 arrays), where the stimulus enters, and the input
+    nodes' (x, y) positions in [-1, 1] (needed by the visual field only)."""
 
     src: jax.Array
     dst: jax.Array
     input_index: jax.Array
+    input_xy: jax.Array | None = None
 
 
 def dense_graph(n_nodes: int, input_index) -> Graph:
@@ -116,8 +124,55 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         W = jax.random.normal(k_w, (spec.n_edges,), dtype) * (spec.w_init_scale / np.sqrt(spec.n_edges))
     else:
         raise ValueError(f"w_init_mode {spec.w_init_mode!r}: expected zeros, randn or randn_scaled")
-    return {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
-            "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype), "W": W}
+    params = {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
+              "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype), "W": W}
+    if spec.field == "visual":
+        sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
+        params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
+    return params
+
+
+def siren_init(key, sizes: list[int], omega: float, dtype=jnp.float32) -> list[dict]:
+    """SIREN init: first layer weights U(+-1/fan_in), later layers U(+-sqrt(6/fan_in)/omega);
+    biases U(+-1/sqrt(fan_in)) (PyTorch's default)."""
+    layers = []
+    keys = jax.random.split(key, 2 * (len(sizes) - 1))
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        bound = 1.0 / fan_in if k == 0 else np.sqrt(6.0 / fan_in) / omega
+        w = jax.random.uniform(keys[2 * k], (fan_in, fan_out), dtype, -bound, bound)
+        b_bound = 1.0 / np.sqrt(fan_in)
+        b = jax.random.uniform(keys[2 * k + 1], (fan_out,), dtype, -b_bound, b_bound)
+        layers.append({"w": w, "b": b})
+    return layers
+
+
+def siren_apply(layers: list[dict], x: jax.Array, omega: float) -> jax.Array:
+    """sin(omega (x W + b)) for every layer but the last, which is linear."""
+    for layer in layers[:-1]:
+        x = jnp.sin(omega * (x @ layer["w"] + layer["b"]))
+    return x @ layers[-1]["w"] + layers[-1]["b"]
+
+
+def visual_field(params: dict, spec: ModelSpec, graph: Graph, frames: jax.Array) -> jax.Array:
+    """Learned input SIREN([x 2pi/xy_period, y 2pi/xy_period, k 2pi/T_period])^2 >= 0 of every input
+    node at frames ``k`` (any shape F) -> (F..., n_inputs)."""
+    if graph.input_xy is None:
+        raise ValueError("the visual field needs Graph.input_xy (input node positions); build the graph "
+                         "with fvjax.pipeline.network or fvjax.model.input_positions")
+    xy = graph.input_xy * (2 * np.pi / spec.xy_period)
+    t = jnp.asarray(frames, xy.dtype)[..., None, None] * (2 * np.pi / spec.T_period)
+    coords = jnp.concatenate([jnp.broadcast_to(xy, t.shape[:-2] + xy.shape),
+                              jnp.broadcast_to(t, t.shape[:-2] + xy.shape[:1] + (1,))], -1)
+    return siren_apply(params["NNR_f"], coords, spec.omega)[..., 0] ** 2
+
+
+def input_positions(node_u, node_v, input_index) -> np.ndarray:
+    """(n_inputs, 2) Cartesian positions of the input nodes from hex coordinates (u, v), scaled so the
+    farthest one is at radius 1."""
+    u, v = np.asarray(node_u, np.float64)[input_index], np.asarray(node_v, np.float64)[input_index]
+    xy = np.stack([u + 0.5 * v, np.sqrt(3) / 2 * v], -1)
+    radius = np.sqrt((xy**2).sum(-1)).max()
+    return (xy / (radius if radius > 0 else 1.0)).astype(np.float32)
 
 
 def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> jax.Array:

@@ -27,7 +27,9 @@ def network(data: Dataset, cfg: Config):
     from .connectome import build_connectome
 
     conn = build_connectome(cfg.simulation.extent)
-    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index))
+    xy = M.input_positions(conn.node_u, conn.node_v, data.input_index)
+    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index),
+                    jnp.asarray(xy))
     return conn, data.ground_truth(conn), graph
 
 
@@ -50,6 +52,7 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Datase
 def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
         header: dict | None = None, plots: bool = True) -> dict:
     """Train and evaluate ``cfg`` in ``run_dir`` (data in ``run_dir/data`` unless ``data_dir``).
+    ``header`` (e.g. the seed) heads analysis.log and is recorded in the metrics.
 
     Writes config.yaml, loss.csv, metrics_during.csv, checkpoints/, metrics.json, analysis.log,
     recovered.npz and plots/*.png; returns the metrics. Re-running resumes."""
@@ -71,9 +74,11 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     metrics, arrays = evaluate(result.params, result.spec, graph, data, nodes, gt, cfg.simulation.delta_t,
                                cluster_components=components)
     n = spec.n_nodes
-    metrics.update({"final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
+    metrics.update({"model": cfg.simulation.ground_truth if data.network == "flyvis" else "synthetic",
+                    "final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
-                    "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations})
+                    "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations,
+                    **(header or {})})
     write_metrics(run_dir, metrics, arrays)
     write_analysis_log(run_dir / "analysis.log", metrics,
                        header={**(header or {}), "n_frames": len(data.train), "iterations": result.iterations,

@@ -47,7 +47,9 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        embedding_dim=gm.embedding_dim, hidden_dim=gm.hidden_dim, n_layers=gm.n_layers,
                        hidden_dim_update=gm.hidden_dim_update, n_layers_update=gm.n_layers_update,
                        activation=gm.MLP_activation, g_phi_positive=gm.g_phi_positive,
-                       w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale)
+                       w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
+                       siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,
+                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period)
 
 
 def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):
@@ -58,13 +60,14 @@ def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool
         order = np.argsort(flat)  # sequential reads from the memmap, then back to sample order
         inv = np.argsort(order)
         get = lambda a: np.asarray(a[flat[order]])[inv].reshape(idx.shape + a.shape[1:])  # noqa: E731
-        return Batch(jnp.asarray(get(split.voltage)), jnp.asarray(get(split.target)), jnp.asarray(get(split.stimulus)))
+        return Batch(jnp.asarray(get(split.voltage)), jnp.asarray(get(split.target)), jnp.asarray(get(split.stimulus)),
+                     jnp.asarray(idx, jnp.int32))
     window = flat[:, None] + np.arange(time_step + 1)[None]
     volts = np.stack([np.asarray(split.voltage[w]) for w in window])
     stims = np.stack([np.asarray(split.stimulus[w[:-1]]) for w in window])
     k, b = idx.shape
     return SeqBatch(jnp.asarray(volts.reshape(k, b, time_step + 1, -1)),
-                    jnp.asarray(stims.reshape(k, b, time_step, -1)))
+                    jnp.asarray(stims.reshape(k, b, time_step, -1)), jnp.asarray(idx, jnp.int32))
 
 
 @dataclass

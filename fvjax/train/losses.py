@@ -98,6 +98,7 @@ class Batch(NamedTuple):
     voltage: jax.Array    # (B, N)
     target: jax.Array     # (B, N) dv/dt
     stimulus: jax.Array   # (B, n_inputs)
+    frame: jax.Array | None = None   # (B,) frame indices (the visual field's time input)
 
 
 class SeqBatch(NamedTuple):
@@ -105,10 +106,23 @@ class SeqBatch(NamedTuple):
 
     voltage: jax.Array    # (B, S + 1, N): v(k) ... v(k+S)
     stimulus: jax.Array   # (B, S, n_inputs)
+    frame: jax.Array | None = None   # (B,) first frame k of each window
+
+
+def stimulus(params, spec, graph, recorded, frame):
+    """The recorded input, or the learned visual field at the same frames (``field: visual``).
+    ``recorded``: (B, n_in) or (B, S, n_in); ``frame``: (B,) first frame."""
+    if spec.field != "visual":
+        return recorded
+    if frame is None:
+        raise ValueError("the visual field needs the batch's frame indices (Batch.frame)")
+    frames = frame if recorded.ndim == 2 else frame[:, None] + jnp.arange(recorded.shape[1])
+    return M.visual_field(params, spec, graph, frames)
 
 
 def one_step_loss(params, spec, graph, batch: Batch, xnorm, c: Coefficients):
-    pred, _ = M.apply(params, spec, graph, batch.voltage, batch.stimulus)
+    stim = stimulus(params, spec, graph, batch.stimulus, batch.frame)
+    pred, _ = M.apply(params, spec, graph, batch.voltage, stim)
     data = l2(pred - batch.target)
     terms = regularizers(params, spec, batch.voltage[0], xnorm, c)
     return data + sum(terms.values()), {"data": data, **terms}
@@ -141,8 +155,9 @@ def recurrent_loss(params, spec, graph, batch: SeqBatch, xnorm, c: Coefficients,
     starts = range(n_steps) if multi_start else (0,)
     keys = jax.random.split(key, n_steps)
     data = 0.0
+    stim = stimulus(params, spec, graph, batch.stimulus, batch.frame)
     for s in starts:
-        v_hat = rollout(params, spec, graph, batch.voltage[:, s], batch.stimulus[:, s:], keys[s], dt, noise_std)
+        v_hat = rollout(params, spec, graph, batch.voltage[:, s], stim[:, s:], keys[s], dt, noise_std)
         data = data + l2((v_hat - target) / (dt * n_steps))
     data = data / len(starts)
     terms = regularizers(params, spec, batch.voltage[0, 0], xnorm, c)

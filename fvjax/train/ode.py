@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from .losses import Coefficients, SeqBatch, l2, regularizers
+from .losses import Coefficients, SeqBatch, l2, regularizers, stimulus
 
 
 def _tableau(c, b, a):
@@ -96,7 +96,8 @@ def ode_loss(params, spec, graph, batch: SeqBatch, xnorm, c: Coefficients, key, 
              oc: ODEConfig):
     """||(v_hat(k+S) - v(k+S)) / (dt S)||_2 + regularisers, v_hat from the ODE solve (+ noise)."""
     n_steps = batch.stimulus.shape[1]
-    v_hat = integrate(params, spec, graph, batch.voltage[:, 0], batch.stimulus, dt, oc)
+    stim = stimulus(params, spec, graph, batch.stimulus, batch.frame)
+    v_hat = integrate(params, spec, graph, batch.voltage[:, 0], stim, dt, oc)
     if noise_std > 0:
         v_hat = v_hat + noise_std * jax.random.normal(key, v_hat.shape, v_hat.dtype)
     data = l2((v_hat - batch.voltage[:, -1]) / (dt * n_steps))

@@ -8,12 +8,12 @@ import optax
 
 from ..config import TrainingConfig
 
-GROUPS = ("W", "g_phi", "f_theta", "a")
+GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f")
 
 
 def group_lrs(cfg: TrainingConfig) -> dict[str, float]:
     return {"W": cfg.lr_W, "g_phi": cfg.lr, "a": cfg.lr_embedding,
-            "f_theta": cfg.learning_rate_update_start or cfg.lr}
+            "f_theta": cfg.learning_rate_update_start or cfg.lr, "NNR_f": cfg.learning_rate_NNR_f}
 
 
 def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
@@ -54,7 +54,8 @@ def labels(params: dict) -> dict:
 def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0) -> optax.GradientTransformation:
     """Adam (0.9, 0.999, eps 1e-8) per group; W's gradient norm clipped when ``grad_clip_W`` > 0."""
     lrs = {k: v * lr_scale for k, v in group_lrs(cfg).items()}
-    floor = min(v for v in lrs.values() if v > 0) * cfg.lr_scheduler_eta_min_ratio if any(lrs.values()) else 0.0
+    gnn = [v for k, v in lrs.items() if k != "NNR_f" and v > 0]   # the SIREN's tiny rate does not set the floor
+    floor = min(gnn) * cfg.lr_scheduler_eta_min_ratio if gnn else 0.0
     transforms = {}
     for name, lr in lrs.items():
         adam = optax.adam(lr_multiplier(cfg, lr, floor), b1=0.9, b2=0.999, eps=1e-8)

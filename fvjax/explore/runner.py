@@ -1,0 +1,171 @@
+"""Run an exploration: batches of mutated configurations, logged as a tree, parents chosen by UCB.
+
+Folder layout (``out``)::
+
+    <name>_analysis.md      append-only log, one entry per iteration (seeds' form, fvjax.explore.tree)
+    <name>_ucb_scores.txt   scores of the current block's nodes, best first (rewritten every batch)
+    configs/iter_NNN.json   parent and config changes (from the base) of every node
+    iter_NNN/               the run folder of each iteration (metrics.json, analysis.log, plots)
+    data/                   the shared dataset (unless regenerate_data)
+    robustness.json         repeat-seed statistics of the best node (robustness_seeds > 0)
+
+Re-running the same command resumes after the last logged iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import Config, ConfigError, to_dict
+from .proposers import Proposal, Proposer
+from .tree import Node, classify, format_entry, format_scores, parse_log, ucb_scores
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    name: str = "explore"
+    n_iterations: int = 12
+    n_parallel: int = 1           # slots (configurations) per batch
+    n_iter_block: int = 12        # UCB only looks at the current block; a block starts from root
+    ucb_c: float = 1.414
+    reward_key: str = "connectivity_R2"
+    formula: str = "puct"
+    regenerate_data: bool = False  # seed 000: new simulation seed per iteration; seed 003: one dataset
+    robustness_seeds: int = 0      # finally re-run the best node with this many training seeds
+    seed: int = 0                  # of the proposer's random choices
+
+    def __post_init__(self):
+        if min(self.n_iterations, self.n_parallel, self.n_iter_block) < 1:
+            raise ValueError("n_iterations, n_parallel and n_iter_block must be >= 1")
+
+
+def _flat(cfg: Config) -> dict:
+    out = {}
+    for section, values in to_dict(cfg).items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{k}": v for k, v in values.items()})
+    return out
+
+
+def mutation_text(base: Config, parent_changes: dict, changes: dict) -> str:
+    before = {**_flat(base), **parent_changes}
+    return "; ".join(f"{k}: {before.get(k)} -> {v}" for k, v in changes.items()) or "none"
+
+
+class Exploration:
+    """State of one exploration folder (see the module docstring)."""
+
+    def __init__(self, base: Config, out: str | Path, settings: ExploreSettings):
+        self.base, self.out, self.s = base, Path(out), settings
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "configs").mkdir(exist_ok=True)
+        self.log = self.out / f"{settings.name}_analysis.md"
+        self.ucb_file = self.out / f"{settings.name}_ucb_scores.txt"
+
+    def nodes(self) -> list[Node]:
+        nodes = parse_log(self.log.read_text()) if self.log.exists() else []
+        for n in nodes:
+            f = self.out / "configs" / f"iter_{n.id:03d}.json"
+            if f.exists():
+                n.config = json.loads(f.read_text())["changes"]
+        return nodes
+
+    def block_of(self, iteration: int) -> tuple[int, int]:
+        b = (iteration - 1) // self.s.n_iter_block
+        return b * self.s.n_iter_block + 1, (b + 1) * self.s.n_iter_block
+
+    def scores(self, nodes, iteration: int):
+        return ucb_scores(nodes, self.s.ucb_c, self.s.reward_key, self.block_of(iteration), self.s.formula)
+
+    def write_scores(self, nodes, iteration: int) -> None:
+        first, last = self.block_of(iteration)
+        header = (f"=== UCB Scores (block {(first - 1) // self.s.n_iter_block}, iters {first}-{last}, "
+                  f"N={len([n for n in nodes if first <= n.id <= last])}, c={self.s.ucb_c}) ===")
+        self.ucb_file.write_text(format_scores(self.scores(nodes, iteration), header, self.s.reward_key))
+
+    def config_for(self, changes: dict, iteration: int, slot: int) -> Config:
+        seeds = {}
+        if self.s.regenerate_data:  # the reference's rule: seeds forced per iteration and slot
+            seeds = {"simulation.seed": iteration * 1000 + slot, "training.seed": iteration * 1000 + slot + 500}
+        return self.base.replace(**{**changes, **seeds})
+
+    def run_node(self, run_fn: Callable, node: Node, cfg: Config, rule: str, note: str, progress: bool) -> Node:
+        (self.out / "configs" / f"iter_{node.id:03d}.json").write_text(
+            json.dumps({"parent": node.parent, "changes": node.config}, indent=1))
+        data_dir = None if self.s.regenerate_data else self.out / "data"
+        try:
+            node.metrics = run_fn(cfg, self.out / f"iter_{node.id:03d}", data_dir=data_dir, progress=progress,
+                                  header={"iteration": node.id})
+        except (FloatingPointError, ValueError) as err:   # a diverged run is a result, not a crash
+            node.metrics, node.status, note = {self.s.reward_key: float("nan")}, "failed", f"run failed: {err}"
+        with open(self.log, "a") as f:
+            f.write(format_entry(node, rule=rule, observation=note, reward_key=self.s.reward_key))
+        return node
+
+
+def explore(base: Config, out: str | Path, proposer: Proposer, settings: ExploreSettings,
+            run_fn: Callable | None = None, progress: bool = True) -> list[Node]:
+    """Run (or resume) the exploration; returns every node. ``run_fn(cfg, run_dir, data_dir=,
+    progress=, header=) -> metrics`` defaults to :func:`fvjax.pipeline.run`."""
+    if run_fn is None:
+        from ..pipeline import run as run_fn
+    ex = Exploration(base, out, settings)
+    rng = np.random.default_rng(settings.seed)
+    nodes = ex.nodes()
+    done = max((n.id for n in nodes), default=0)
+    while done < settings.n_iterations:
+        first = done + 1
+        n_slots = min(settings.n_parallel, settings.n_iterations - done)
+        by_id = {n.id: n for n in nodes}
+        proposals: list[Proposal] = proposer.propose(nodes, ex.scores(nodes, first), n_slots, rng)
+        for slot, p in enumerate(proposals):
+            parent_changes = by_id[p.parent].config if p.parent in by_id else {}
+            node = Node(first + slot, p.parent, strategy=p.strategy, config={**parent_changes, **p.changes},
+                        mutation=mutation_text(base, parent_changes, p.changes))
+            try:
+                cfg = ex.config_for(node.config, node.id, slot)
+            except ConfigError as err:
+                raise ConfigError(f"proposal for iteration {node.id} ({proposer.describe()}): {err}") from None
+            if progress:
+                print(f"== iteration {node.id} (parent {p.parent or 'root'}): {node.mutation}", flush=True)
+            nodes.append(ex.run_node(run_fn, node, cfg, p.rule, p.note, progress))
+        proposer.consumed(len(proposals))
+        done = first + len(proposals) - 1
+        ex.write_scores(nodes, done)
+    if settings.robustness_seeds:
+        robustness(ex, nodes, run_fn, progress)
+    return nodes
+
+
+def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: bool) -> dict:
+    """Re-run the best node with training seeds 1..K; write robustness.json and a log entry."""
+    key = ex.s.reward_key
+    best = max((n for n in nodes if math.isfinite(n.metrics.get(key, float("nan")))),
+               key=lambda n: n.metrics[key], default=None)
+    path = ex.out / "robustness.json"
+    if best is None or path.exists():
+        return json.loads(path.read_text()) if path.exists() else {}
+    values = []
+    for seed in range(1, ex.s.robustness_seeds + 1):
+        cfg = ex.base.replace(**{**best.config, "training.seed": seed})
+        metrics = run_fn(cfg, ex.out / f"robust_{best.id:03d}_seed{seed}",
+                         data_dir=None if ex.s.regenerate_data else ex.out / "data",
+                         progress=progress, header={"robustness_of": best.id, "seed": seed})
+        values.append(metrics.get(key, float("nan")))
+    v = np.asarray(values, float)
+    stats = {"node": best.id, "seeds": list(range(1, len(v) + 1)), key: values, "mean": float(v.mean()),
+             "std": float(v.std()), "cv_percent": float(100 * v.std() / abs(v.mean())) if v.mean() else float("nan"),
+             "min": float(v.min()), "max": float(v.max())}
+    path.write_text(json.dumps(stats, indent=1))
+    with open(ex.log, "a") as f:
+        f.write(f"## Robustness of node {best.id}: {classify(stats['mean'])}\n"
+                f"Mode/Strategy: robustness-test\n"
+                f"Seed stats: mean_{key}={stats['mean']:.4f}, std={stats['std']:.4f}, "
+                f"CV={stats['cv_percent']:.2f}%, min={stats['min']:.4f}, max={stats['max']:.4f}\n\n")
+    return stats
