@@ -90,7 +90,12 @@ def test_fit_recurrent_two_phase_and_eval_hook(tmp_path, small_data, graph):
     assert (tmp_path / "rec" / "metrics_during.csv").read_text().splitlines()[0] == "iteration,x"
 
 
-@pytest.mark.parametrize("extra", [[], ["--recurrent", "--time-step", "2", "--lr-update", "2e-3", "--W-L2", "1e-6"]])
+VISUAL = ["--set", "graph_model.field_type=visual", "--set", "graph_model.hidden_dim_nnr_f=16",
+          "--set", "graph_model.n_layers_nnr_f=1", "--set", "graph_model.nnr_f_T_period=200"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--recurrent", "--time-step", "2", "--lr-update", "2e-3", "--W-L2", "1e-6"],
+                                   VISUAL])
 def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     from experiments import vrest
 
@@ -108,7 +113,11 @@ def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     log = (run / "analysis.log").read_text()
     assert "effective rank (99% var)" in log and "connectivity_R2:" in log
     assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png"}
-    assert load_config(run / "config.yaml").training.recurrent_training == bool(extra)
+    assert load_config(run / "config.yaml").training.recurrent_training == ("--recurrent" in extra)
+    assert ("field_R2" in metrics) == (extra == VISUAL)
+    assert metrics["mechanism"] in ("direct", "partial", "compensation")
+    if extra == VISUAL:
+        assert "field_r2" in (run / "metrics_during.csv").read_text().splitlines()[0]
 
 
 def test_seed_ranges_and_summary():

@@ -118,3 +118,15 @@ def test_synthetic_dataset_and_pipeline(tmp_path):
     # the same folder with different simulation settings is refused, never silently reused
     with pytest.raises(ValueError, match="spectral_radius"):
         run(cfg.replace(**{"simulation.spectral_radius": 1.0}), tmp_path / "run", progress=False, plots=False)
+
+
+def test_neural_ode_training_on_a_synthetic_network(tmp_path):
+    from fvjax.pipeline import run
+
+    cfg = from_dict({"simulation": {"network": "synthetic", "n_neurons": 20, "n_neuron_types": 2, "n_frames": 200},
+                     "graph_model": {"signal_model_name": "dense", "g_phi_positive": False, "hidden_dim": 8,
+                                     "hidden_dim_update": 8},
+                     "training": {"n_iter": 6, "batch_size": 2, "steps_per_call": 3, "neural_ODE_training": True,
+                                  "time_step": 3, "ode_method": "rk4", "ode_adjoint": False}})
+    metrics = run(cfg, tmp_path / "ode", progress=False, plots=False)
+    assert metrics["iterations"] == 6 and np.isfinite(metrics["final_loss"])
