@@ -34,7 +34,8 @@ COLUMNS = ("time_step", "connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accur
 
 
 def sweep_config(base: Config, time_step: int, equal_time: bool) -> Config:
-    changes = {"training.time_step": time_step, "training.recurrent_training": time_step > 1}
+    ode = base.training.neural_ODE_training    # windows for the ODE solver instead of Euler unrolls
+    changes = {"training.time_step": time_step, "training.recurrent_training": time_step > 1 and not ode}
     if equal_time:
         changes["training.n_iter"] = max(base.training.n_iter // time_step, 1)
     return base.replace(**changes)

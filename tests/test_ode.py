@@ -17,14 +17,14 @@ from .test_model_train import _randomize, _spec, _toy_graph
 DT = 0.02
 
 
-def _setup(steps=4, batch=2):
+def _setup(steps=4, batch=2, dtype=jnp.float64):
     conn, graph = _toy_graph()
     spec = _spec(conn)
-    params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+    params = _randomize(M.init(jax.random.PRNGKey(0), spec, dtype), jax.random.PRNGKey(1))
     params["W"] = params["W"] * 20  # a visible message term
     keys = jax.random.split(jax.random.PRNGKey(2), 2)
-    volts = jax.random.normal(keys[0], (batch, steps + 1, conn.n_nodes), jnp.float64)
-    stim = jax.random.uniform(keys[1], (batch, steps, graph.input_index.shape[0]), jnp.float64)
+    volts = jax.random.normal(keys[0], (batch, steps + 1, conn.n_nodes), dtype)
+    stim = jax.random.uniform(keys[1], (batch, steps, graph.input_index.shape[0]), dtype)
     return spec, graph, params, SeqBatch(volts, stim)
 
 
@@ -124,3 +124,20 @@ def test_config_rejects_both_training_modes():
         from_dict({"training": {"recurrent_training": True, "neural_ODE_training": True}})
     with pytest.raises(ConfigError, match="ode_method"):
         from_dict({"training": {"ode_method": "rk45"}})
+
+
+@pytest.mark.parametrize("adjoint", [True, False])
+def test_scanned_jitted_training_steps_with_each_adjoint(adjoint):
+    """What fit runs: K steps under jit + lax.scan, the graph a traced argument."""
+    from fvjax.train import init_state, make_optimizer
+    from fvjax.train.step import StepConfig, make_steps
+
+    spec, graph, params, batch = _setup(steps=2, dtype=jnp.float32)
+    opt = make_optimizer(from_dict({}).training)
+    sc = StepConfig(recurrent=True, dt=DT, ode=ODEConfig("rk4", adjoint=adjoint))
+    _, scanned = make_steps(spec, opt, sc)
+    batches = jax.tree.map(lambda x: jnp.stack([x] * 3), batch)
+    state, terms = scanned(init_state(params, opt), batches, jax.random.split(jax.random.PRNGKey(0), 3), graph,
+                           jnp.float32(1.0), _coeffs())
+    assert terms["data"].shape == (3,) and np.isfinite(np.asarray(terms["data"])).all()
+    assert int(state.step) == 3

@@ -130,3 +130,16 @@ def test_neural_ode_training_on_a_synthetic_network(tmp_path):
                                   "time_step": 3, "ode_method": "rk4", "ode_adjoint": False}})
     metrics = run(cfg, tmp_path / "ode", progress=False, plots=False)
     assert metrics["iterations"] == 6 and np.isfinite(metrics["final_loss"])
+
+
+def test_sweep_configs():
+    from experiments.synthetic import PRESET, main, sweep_config
+
+    base = from_dict(PRESET)
+    cfg = sweep_config(base, 16, equal_time=True)
+    assert cfg.training.recurrent_training and cfg.training.time_step == 16
+    assert cfg.training.n_iter == base.training.n_iter // 16
+    assert not sweep_config(base, 1, False).training.recurrent_training
+    ode = sweep_config(base.replace(**{"training.neural_ODE_training": True}), 4, False)
+    assert ode.training.neural_ODE_training and not ode.training.recurrent_training
+    assert main(["--time-steps", "1,x"]) == 2

@@ -73,10 +73,10 @@ def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float
     at the end of an interval, and the adaptive solver never steps across a stimulus jump."""
     import diffrax
 
-    def field(t, v, args):
-        p, stim = args
+    def field(t, v, args):   # everything traced goes through args (backsolve cannot see closures)
+        p, stim, g = args
         v_in = jnp.clip(v, -oc.state_clamp, oc.state_clamp) if oc.state_clamp > 0 else v
-        return M.apply(p, spec, graph, v_in, stim)[0]
+        return M.apply(p, spec, g, v_in, stim)[0]
 
     term, method = diffrax.ODETerm(field), solver(oc.method)
     controller = (diffrax.PIDController(rtol=oc.rtol, atol=oc.atol) if oc.method == "dopri5"
@@ -84,7 +84,7 @@ def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float
     adjoint = diffrax.BacksolveAdjoint(stepsize_controller=controller) if oc.adjoint else diffrax.RecursiveCheckpointAdjoint()
 
     def frame(v, stim):
-        sol = diffrax.diffeqsolve(term, method, t0=0.0, t1=dt, dt0=dt, y0=v, args=(params, stim),
+        sol = diffrax.diffeqsolve(term, method, t0=0.0, t1=dt, dt0=dt, y0=v, args=(params, stim, graph),
                                   stepsize_controller=controller, saveat=diffrax.SaveAt(t1=True),
                                   adjoint=adjoint, max_steps=oc.max_steps)
         return sol.ys[-1], None
