@@ -156,3 +156,11 @@ def test_sweep_space_validation_and_cli_errors(tmp_path):
     from experiments.explore import main
     assert main(["--proposer", "file", "--out", str(tmp_path)]) == 2
     assert main(["--space", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
+
+
+def test_simulation_mutations_need_regenerated_data(tmp_path):
+    from fvjax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="regenerate"):
+        explore(from_dict({}), tmp_path, SweepProposer({"simulation.noise_model_level": [0.1]}),
+                ExploreSettings("s", n_iterations=1), run_fn=_fake_run, progress=False)

@@ -128,6 +128,10 @@ def explore(base: Config, out: str | Path, proposer: Proposer, settings: Explore
             parent_changes = by_id[p.parent].config if p.parent in by_id else {}
             node = Node(first + slot, p.parent, strategy=p.strategy, config={**parent_changes, **p.changes},
                         mutation=mutation_text(base, parent_changes, p.changes))
+            data_keys = [k for k in p.changes if k.startswith("simulation.")]
+            if data_keys and not settings.regenerate_data:
+                raise ConfigError(f"proposal for iteration {node.id} changes {data_keys}, which changes the data; "
+                                  f"the shared dataset cannot follow (use regenerate_data / --regenerate-data)")
             try:
                 cfg = ex.config_for(node.config, node.id, slot)
             except ConfigError as err:
