@@ -4,6 +4,7 @@
     python -m experiments.synthetic --time-steps 1,16 --n-iter 4000
     python -m experiments.synthetic --time-steps 4 --ode --ode-method rk4
     python -m experiments.synthetic --low-rank 20 --dale --connectivity-type Gaussian
+    python -m experiments.synthetic --low-rank 20 --model-low-rank 20     # the GNN learns W = W_L W_R
 
 One dataset per seed (runs/synthetic/seed<N>/data, shared by the sweep); one run folder per
 time_step (ts<T>/ with analysis.log, metrics.json, loss.csv, plots/); summary.md holds the table.
@@ -58,6 +59,8 @@ def build_config(args) -> Config:
                       ("ode_method", "training.ode_method"), ("noise_recurrent_level", "training.noise_recurrent_level")):
         if getattr(args, flag) is not None:
             changes[key] = getattr(args, flag)
+    if args.model_low_rank:
+        changes.update({"graph_model.low_rank_factorization": True, "graph_model.low_rank": args.model_low_rank})
     if args.dale:
         changes["simulation.Dale_law"] = True
     if args.ode:
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-iter", type=int)
     p.add_argument("--low-rank", type=int)
     p.add_argument("--dale", action="store_true", help="Dale's law")
+    p.add_argument("--model-low-rank", type=int, help="learn W = W_L W_R of this rank")
     p.add_argument("--connectivity-type", choices=("Lorentz", "Gaussian"))
     p.add_argument("--spectral-radius", type=float)
     p.add_argument("--noise-recurrent-level", type=float)

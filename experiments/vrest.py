@@ -3,6 +3,7 @@
     python -m experiments.vrest --seed 7                       # default preset (< 30 min on 2 cores)
     python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
+    python -m experiments.vrest --seeds 1-8 --jobs 2           # two seeds at a time, one per core
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
@@ -57,12 +58,19 @@ def build_config(args) -> Config:
     return load_config(args.config, overrides)
 
 
+def seed_config(cfg: Config, seed: int) -> Config:
+    return cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
+
+
 def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> dict:
     """Generate (or reuse) data, train (or resume), evaluate, plot. Returns the metrics."""
     from fvjax.pipeline import run
 
-    cfg = cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
-    return run(cfg, run_dir, progress=progress, header={"seed": seed})
+    return run(seed_config(cfg, seed), run_dir, progress=progress, header={"seed": seed})
+
+
+def _line(metrics: dict) -> str:
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in KEYS if k in metrics)
 
 
 KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
@@ -101,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr-W", dest="lr_W", type=float)
     p.add_argument("--lr-embedding", type=float)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --seeds: worker processes, each pinned to one core (see benchmarks/README.md)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -110,11 +120,18 @@ def main(argv=None) -> int:
         return 2
     seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
     results = {}
-    for seed in seeds:
+    if args.jobs > 1 and len(seeds) > 1:
+        from fvjax.pipeline import run_many
+
+        tasks = [(seed_config(cfg, s), Path(args.out) / f"{args.preset}_seed{s}", {"seed": s}) for s in seeds]
+        print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
+        metrics = run_many(tasks, args.jobs, on_result=lambda h, m: print(f"   seed {h['seed']}: " + _line(m), flush=True))
+        results = dict(zip(seeds, metrics))
+    for seed in seeds if not results else []:
         run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
         print(f"== seed {seed} -> {run_dir}", flush=True)
         results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet)
-        print("   " + ", ".join(f"{k}={results[seed][k]:.3f}" for k in KEYS if k in results[seed]), flush=True)
+        print("   " + _line(results[seed]), flush=True)
     if len(seeds) > 1:
         summary = summarize(results)
         path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"

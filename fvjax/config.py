@@ -91,6 +91,8 @@ class GraphModelConfig:
     n_layers_update: int = _opt(3, lo=2, doc="f_theta Linear layers")
     g_phi_positive: bool = _opt(True, doc="square g_phi's output")
     MLP_activation: str = _opt("relu", choices=("relu", "tanh", "sigmoid", "leaky_relu", "soft_relu", "none"))
+    low_rank_factorization: bool = _opt(False, doc="learn W = W_L W_R (dense model only, seed 003)")
+    low_rank: int = _opt(20, lo=1, doc="rank of W_L W_R when low_rank_factorization")
     field_type: str = _opt("none", choices=("none", "visual"),
                            doc="visual: learn the photoreceptor input as a SIREN of (x, y, t) (seed 002)")
     hidden_dim_nnr_f: int = _opt(128, lo=1)
@@ -109,6 +111,9 @@ class GraphModelConfig:
     output_size: int | None = _opt(None, lo=1, hi=1)
 
     def __post_init__(self):
+        if self.low_rank_factorization and self.signal_model_name != "dense":
+            raise ConfigError("graph_model.low_rank_factorization needs signal_model_name: dense "
+                              f"(got {self.signal_model_name})")
         edge_in = 2 + 2 * self.embedding_dim if self.signal_model_name == "flyvis_B" else 1 + self.embedding_dim
         for key, want in (("input_size", edge_in), ("input_size_update", 3 + self.embedding_dim)):
             given = getattr(self, key)

@@ -76,7 +76,8 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     out = {}
     out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
-    out["W_raw_R2"] = MT.r2_affine(gt.W, np.asarray(params["W"]))[0]
+    W_raw = np.asarray(M.weights(params, spec))
+    out["W_raw_R2"] = MT.r2_affine(gt.W, W_raw)[0]
     out["tau_R2"] = MT.r2_affine(gt.tau, rec["tau"])[0]
     out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
     if cluster:
@@ -88,7 +89,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["effective_rank_90"], out["effective_rank_99"] = MT.effective_rank(data.train.voltage)
     out["spectral_radius_true"] = MT.spectral_radius(gt.W, src, dst, spec.n_nodes)
     out["spectral_radius_learned"] = MT.spectral_radius(rec["W"], src, dst, spec.n_nodes)
-    diag, diag_arrays = diagnose(gt.W, np.asarray(params["W"]), rec["W"], src, dst, conn.node_type, conn.n_types)
+    diag, diag_arrays = diagnose(gt.W, W_raw, rec["W"], src, dst, conn.node_type, conn.n_types)
     out.update(diag)
     return out, {**rec, **diag_arrays}
 

@@ -129,7 +129,7 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     gain = np.median(np.asarray(msg_gain(params, spec, graph, jnp.asarray(voltage), jnp.asarray(stimulus))), 0)
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     with np.errstate(divide="ignore", invalid="ignore"):
-        w_star = -np.asarray(params["W"], np.float64) * gain[dst] * r[src] / s[dst]
+        w_star = -np.asarray(M.weights(params, spec), np.float64) * gain[dst] * r[src] / s[dst]
     w_star[~np.isfinite(w_star)] = 0.0
     return {"tau": tau, "V_rest": v_rest, "W": w_star, "f_slope": s, "g_slope": r, "msg_gain": gain}
 

@@ -44,6 +44,7 @@ class ModelSpec:
     g_phi_positive: bool = True
     w_init_mode: str = "randn_scaled"  # "zeros" | "randn" | "randn_scaled"
     w_init_scale: float = 1.0
+    low_rank: int = 0                  # dense only: W = W_L W_R of this rank (seed 003); 0 = full W
     field: str = "none"                # "visual": the input is a SIREN of (x, y, t) (seed 002)
     siren_hidden: int = 128
     siren_layers: int = 5              # hidden sine layers after the first
@@ -56,6 +57,8 @@ class ModelSpec:
             raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
         if self.variant == "dense" and self.n_edges != self.n_nodes**2:
             raise ValueError(f"dense variant needs n_edges = n_nodes^2 = {self.n_nodes**2}, got {self.n_edges}")
+        if self.low_rank and self.variant != "dense":
+            raise ValueError("a low-rank W (W_L W_R) needs the dense variant (signal_model_name: dense)")
 
     @property
     def pairwise(self) -> bool:
@@ -126,6 +129,14 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         raise ValueError(f"w_init_mode {spec.w_init_mode!r}: expected zeros, randn or randn_scaled")
     params = {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
               "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype), "W": W}
+    if spec.low_rank:   # factors whose product has the variance the full W would have
+        del params["W"]
+        n, r = spec.n_nodes, spec.low_rank
+        sd = float(np.std(np.asarray(W))) if spec.w_init_mode != "zeros" else 0.0
+        factor = (sd**2 / r) ** 0.25
+        k_l, k_r = jax.random.split(k_w)
+        params["W_L"] = factor * jax.random.normal(k_l, (n, r), dtype)
+        params["W_R"] = factor * jax.random.normal(k_r, (r, n), dtype)
     if spec.field == "visual":
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
@@ -175,6 +186,13 @@ def input_positions(node_u, node_v, input_index) -> np.ndarray:
     return (xy / (radius if radius > 0 else 1.0)).astype(np.float32)
 
 
+def weights(params: dict, spec: ModelSpec) -> jax.Array:
+    """The per-edge W (E,): the parameter itself, or W_L W_R flattened row-major (low rank)."""
+    if spec.low_rank:
+        return (params["W_L"] @ params["W_R"]).reshape(-1)
+    return params["W"]
+
+
 def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> jax.Array:
     """g_phi([v, a]) (squared if g_phi_positive) for node-wise inputs v (..., N), a (N, d)."""
     x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
@@ -202,7 +220,10 @@ def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.A
     a = params["a"]
     if spec.variant == "dense":
         n = spec.n_nodes
-        return edge_function(params, spec, v, a) @ params["W"].reshape(n, n).T
+        h = edge_function(params, spec, v, a)
+        if spec.low_rank:   # (h W_R^T) W_L^T: O(N r) instead of forming the N x N matrix
+            return (h @ params["W_R"].T) @ params["W_L"].T
+        return h @ params["W"].reshape(n, n).T
     if not spec.pairwise:
         h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
     else:

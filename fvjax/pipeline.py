@@ -115,3 +115,46 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
             during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
     matplotlib.pyplot.close("all")
+
+
+def _pin_worker(counter) -> None:
+    """Process-pool initializer: pin this worker to its own CPU core (round robin)."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.sched_setaffinity(0, {cores[index % len(cores)]})
+
+
+def _run_task(task: tuple) -> tuple:
+    cfg, run_dir, header = task
+    return header, run(cfg, run_dir, progress=False, header=header)
+
+
+def run_many(tasks: list[tuple[Config, Path, dict]], jobs: int = 1, on_result=None, progress: bool = False) -> list[dict]:
+    """Several runs ``(cfg, run_dir, header)``: one after another (``jobs`` = 1), or in ``jobs``
+    worker processes each pinned to its own core. ``on_result(header, metrics)`` is called as each
+    finishes (workers never show progress bars). Returns the metrics in task order."""
+    if jobs <= 1:
+        out = []
+        for cfg, run_dir, header in tasks:
+            out.append(run(cfg, run_dir, header=header, progress=progress))
+            if on_result:
+                on_result(header, out[-1])
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")          # JAX is not fork-safe
+    counter = ctx.Value("i", 0)
+    results = {}
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin_worker, initargs=(counter,)) as pool:
+        futures = {pool.submit(_run_task, t): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futures):
+            header, metrics = fut.result()
+            results[futures[fut]] = metrics
+            if on_result:
+                on_result(header, metrics)
+    return [results[i] for i in range(len(tasks))]

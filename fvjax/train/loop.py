@@ -48,6 +48,7 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        hidden_dim_update=gm.hidden_dim_update, n_layers_update=gm.n_layers_update,
                        activation=gm.MLP_activation, g_phi_positive=gm.g_phi_positive,
                        w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
+                       low_rank=gm.low_rank if gm.low_rank_factorization else 0,
                        siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,
                        xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period)
 

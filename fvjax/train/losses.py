@@ -73,8 +73,8 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     v0 = jax.lax.stop_gradient(v0)
     delta = 0.05 * jnp.maximum(xnorm, 1e-6)
     terms = {
-        "W_L1": c.W_L1 * l1(params["W"]),
-        "W_L2": c.W_L2 * l2(params["W"]),
+        "W_L1": c.W_L1 * l1(M.weights(params, spec)),
+        "W_L2": c.W_L2 * l2(M.weights(params, spec)),
         "g_phi_weight": _weight_penalty(params["g_phi"], c.g_phi_weight_L1, c.g_phi_weight_L2),
         "f_theta_weight": _weight_penalty(params["f_theta"], c.f_theta_weight_L1, c.f_theta_weight_L2),
     }

@@ -47,8 +47,11 @@ def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
     return warmup_cosine
 
 
+GROUP_OF = {"W_L": "W", "W_R": "W"}   # low-rank factors learn at W's rate
+
+
 def labels(params: dict) -> dict:
-    return {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+    return {k: jax.tree.map(lambda _: GROUP_OF.get(k, k), v) for k, v in params.items()}
 
 
 def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0) -> optax.GradientTransformation:
