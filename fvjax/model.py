@@ -7,7 +7,8 @@
 For flyvis_A g_phi's input depends on the source node only, so it is evaluated once per node and
 gathered (exactly the per-edge value; tested in float64). flyvis_B (g_phi sees [v_i, v_j, a_i, a_j])
 is evaluated per edge. ``dense`` is flyvis_A on an all-to-all graph whose W (N*N,) is stored row-major
-(``W[i * N + j]`` = weight j -> i), so the sum is one matrix product (synthetic networks, seed 003).
+(``W[i * N + j]`` = weight j -> i), so the sum is one matrix product (synthetic networks, seed 003);
+its diagonal is held at zero (see :func:`weights`).
 """
 
 from __future__ import annotations
@@ -187,10 +188,15 @@ def input_positions(node_u, node_v, input_index) -> np.ndarray:
 
 
 def weights(params: dict, spec: ModelSpec) -> jax.Array:
-    """The per-edge W (E,): the parameter itself, or W_L W_R flattened row-major (low rank)."""
-    if spec.low_rank:
-        return (params["W_L"] @ params["W_R"]).reshape(-1)
-    return params["W"]
+    """The per-edge W (E,) the model uses: the parameter itself; for the dense variant the N x N matrix
+    (W_L W_R when low rank) with its diagonal zeroed, flattened row-major. A self-coupling
+    W_ii g(v_i) is a function of v_i alone, which f_theta already is, so it is not identifiable and
+    would absorb the per-neuron decay that f_theta should learn."""
+    if spec.variant != "dense":
+        return params["W"]
+    n = spec.n_nodes
+    W = params["W_L"] @ params["W_R"] if spec.low_rank else params["W"].reshape(n, n)
+    return (W * (1 - jnp.eye(n, dtype=W.dtype))).reshape(-1)
 
 
 def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> jax.Array:
@@ -221,9 +227,10 @@ def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.A
     if spec.variant == "dense":
         n = spec.n_nodes
         h = edge_function(params, spec, v, a)
-        if spec.low_rank:   # (h W_R^T) W_L^T: O(N r) instead of forming the N x N matrix
-            return (h @ params["W_R"].T) @ params["W_L"].T
-        return h @ params["W"].reshape(n, n).T
+        if spec.low_rank:   # (h W_R^T) W_L^T minus the diagonal: O(N r), no N x N matrix
+            diag = jnp.sum(params["W_L"] * params["W_R"].T, axis=1)
+            return (h @ params["W_R"].T) @ params["W_L"].T - h * diag
+        return h @ weights(params, spec).reshape(n, n).T
     if not spec.pairwise:
         h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
     else:

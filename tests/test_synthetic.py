@@ -78,8 +78,11 @@ def test_dense_model_equals_flyvis_A_on_all_pairs():
         params["a"] = jax.random.normal(jax.random.PRNGKey(1), params["a"].shape, jnp.float64)
         v = jax.random.normal(jax.random.PRNGKey(2), (3, n), jnp.float64)
         stim = jnp.ones((3, 2))
+        # the dense model ignores the diagonal: equal to flyvis_A with self-weights set to zero
+        no_self = {**params, "W": params["W"] * (1 - jnp.eye(n)).reshape(-1)}
         np.testing.assert_allclose(M.apply(params, dense, graph, v, stim)[0],
-                                   M.apply(params, sparse, graph, v, stim)[0], rtol=1e-12)
+                                   M.apply(no_self, sparse, graph, v, stim)[0], rtol=1e-12)
+        assert not np.allclose(M.apply(params, sparse, graph, v, stim)[0], M.apply(no_self, sparse, graph, v, stim)[0])
     assert int(graph.src[n + 2]) == 2 and int(graph.dst[n + 2]) == 1   # edge 1 * n + 2 is 2 -> 1
     with pytest.raises(ValueError, match="n_nodes"):
         M.ModelSpec(n_nodes=n, n_edges=10, variant="dense")
@@ -182,7 +185,8 @@ def test_low_rank_model_equals_dense_product_and_trains_at_lr_W():
         params = M.init(jax.random.PRNGKey(0), low, jnp.float64)
         assert "W" not in params and params["W_L"].shape == (n, r) and params["W_R"].shape == (r, n)
         W = np.asarray(params["W_L"]) @ np.asarray(params["W_R"])
-        np.testing.assert_allclose(M.weights(params, low), W.reshape(-1), rtol=1e-12)
+        np.fill_diagonal(W, 0.0)
+        np.testing.assert_allclose(M.weights(params, low), W.reshape(-1), rtol=1e-12, atol=1e-15)
         as_full = {k: v for k, v in params.items() if k not in ("W_L", "W_R")} | {"W": jnp.asarray(W.reshape(-1))}
         v = jax.random.normal(jax.random.PRNGKey(1), (2, n), jnp.float64)
         np.testing.assert_allclose(M.apply(params, low, graph, v, jnp.ones((2, 1)))[0],
