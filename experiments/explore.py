@@ -1,6 +1,6 @@
 """Exploration tree over training configurations (seeds 000/003), with UCB parent selection.
 
-    python -m experiments.explore --experiment synthetic --iterations 12 --parallel 2
+    python -m experiments.explore --experiment synthetic --iterations 12 --parallel 2 --jobs 2
     python -m experiments.explore --experiment synthetic --space space.yaml --mode ordered
     python -m experiments.explore --experiment vrest --regenerate-data --robustness 3
     python -m experiments.explore --experiment synthetic --proposer file --proposals next.yaml
@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=12)
     p.add_argument("--parallel", type=int, default=1, help="configurations per batch")
     p.add_argument("--block", type=int, default=12, help="iterations per block (n_iter_block)")
+    p.add_argument("--jobs", type=int, default=1, help="run a batch's slots in this many pinned processes")
     p.add_argument("--ucb-c", type=float, default=1.414)
     p.add_argument("--formula", choices=("puct", "ucb1"), default="puct")
     p.add_argument("--reward", default="connectivity_R2")
@@ -88,8 +89,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     name = args.name or args.experiment
     try:
-        settings = ExploreSettings(name, args.iterations, args.parallel, args.block, args.ucb_c, args.reward,
-                                   args.formula, args.regenerate_data, args.robustness, args.seed)
+        settings = ExploreSettings(name=name, n_iterations=args.iterations, n_parallel=args.parallel,
+                                   n_iter_block=args.block, ucb_c=args.ucb_c, reward_key=args.reward,
+                                   formula=args.formula, regenerate_data=args.regenerate_data,
+                                   robustness_seeds=args.robustness, seed=args.seed, jobs=args.jobs)
         base, proposer = base_config(args), make_proposer(args)
         explore(base, Path(args.out) / name, proposer, settings, progress=not args.quiet)
     except NeedProposals as msg:

@@ -123,9 +123,11 @@ def main(argv=None) -> int:
     if args.jobs > 1 and len(seeds) > 1:
         from fvjax.pipeline import run_many
 
-        tasks = [(seed_config(cfg, s), Path(args.out) / f"{args.preset}_seed{s}", {"seed": s}) for s in seeds]
+        tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
+                  "header": {"seed": s}} for s in seeds]
         print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
-        metrics = run_many(tasks, args.jobs, on_result=lambda h, m: print(f"   seed {h['seed']}: " + _line(m), flush=True))
+        metrics = run_many(tasks, args.jobs,
+                           on_result=lambda t, m: print(f"   seed {t['header']['seed']}: " + _line(m), flush=True))
         results = dict(zip(seeds, metrics))
     for seed in seeds if not results else []:
         run_dir = Path(args.out) / f"{args.preset}_seed{seed}"

@@ -128,21 +128,20 @@ def _pin_worker(counter) -> None:
     os.sched_setaffinity(0, {cores[index % len(cores)]})
 
 
-def _run_task(task: tuple) -> tuple:
-    cfg, run_dir, header = task
-    return header, run(cfg, run_dir, progress=False, header=header)
+def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = False, fn=None) -> list[dict]:
+    """Several runs, each ``fn(**task, progress=...)`` (``fn`` default :func:`run`; a task holds cfg,
+    run_dir, header, ...): one after another (``jobs`` = 1), or in ``jobs`` worker processes each
+    pinned to its own core (``fn`` must then be importable). ``on_result(task, metrics)`` is called as
+    each finishes (workers never show progress bars). Returns the metrics in task order.
 
-
-def run_many(tasks: list[tuple[Config, Path, dict]], jobs: int = 1, on_result=None, progress: bool = False) -> list[dict]:
-    """Several runs ``(cfg, run_dir, header)``: one after another (``jobs`` = 1), or in ``jobs``
-    worker processes each pinned to its own core. ``on_result(header, metrics)`` is called as each
-    finishes (workers never show progress bars). Returns the metrics in task order."""
+    Runs sharing a ``data_dir`` must find it generated already (the workers would race to write it)."""
+    fn = fn or run
     if jobs <= 1:
         out = []
-        for cfg, run_dir, header in tasks:
-            out.append(run(cfg, run_dir, header=header, progress=progress))
+        for task in tasks:
+            out.append(fn(**task, progress=progress))
             if on_result:
-                on_result(header, out[-1])
+                on_result(task, out[-1])
         return out
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -151,10 +150,10 @@ def run_many(tasks: list[tuple[Config, Path, dict]], jobs: int = 1, on_result=No
     counter = ctx.Value("i", 0)
     results = {}
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin_worker, initargs=(counter,)) as pool:
-        futures = {pool.submit(_run_task, t): i for i, t in enumerate(tasks)}
+        futures = {pool.submit(fn, **task, progress=False): i for i, task in enumerate(tasks)}
         for fut in as_completed(futures):
-            header, metrics = fut.result()
-            results[futures[fut]] = metrics
+            i = futures[fut]
+            results[i] = fut.result()
             if on_result:
-                on_result(header, metrics)
+                on_result(tasks[i], results[i])
     return [results[i] for i in range(len(tasks))]

@@ -164,3 +164,29 @@ def test_simulation_mutations_need_regenerated_data(tmp_path):
     with pytest.raises(ConfigError, match="regenerate"):
         explore(from_dict({}), tmp_path, SweepProposer({"simulation.noise_model_level": [0.1]}),
                 ExploreSettings("s", n_iterations=1), run_fn=_fake_run, progress=False)
+
+
+def test_slots_in_worker_processes_match_sequential(tmp_path):
+    """jobs = 2 runs a batch's two slots in pinned processes; the log equals the sequential one."""
+    space = {"training.lr_W": [1e-4, 1e-3, 1e-2]}
+    logs = {}
+    for jobs in (1, 2):
+        settings = ExploreSettings("p", n_iterations=4, n_parallel=2, jobs=jobs)
+        explore(from_dict({}), tmp_path / str(jobs), SweepProposer(space, "ordered"), settings,
+                run_fn=_fake_run, progress=False)
+        logs[jobs] = [(n.id, n.parent, n.metrics["connectivity_R2"]) for n in parse_log((tmp_path / str(jobs) / "p_analysis.md").read_text())]
+    assert logs[1] == logs[2] and len(logs[2]) == 4
+
+
+def _diverging_run(cfg, run_dir, data_dir=None, progress=True, header=None):
+    if cfg.training.lr_W > 5e-3:
+        raise FloatingPointError("training diverged")
+    return _fake_run(cfg, run_dir, data_dir, progress, header)
+
+
+def test_failed_runs_are_logged_not_fatal(tmp_path):
+    nodes = explore(from_dict({}), tmp_path, SweepProposer({"training.lr_W": [1e-2, 1e-3]}, "ordered"),
+                    ExploreSettings("d", n_iterations=2, n_parallel=2), run_fn=_diverging_run, progress=False)
+    assert nodes[0].status == "failed" and math.isnan(nodes[0].metrics["connectivity_R2"])
+    assert "run failed: FloatingPointError: training diverged" in (tmp_path / "d_analysis.md").read_text()
+    assert nodes[1].metrics["connectivity_R2"] > 0.9

@@ -160,9 +160,10 @@ def test_run_many_in_pinned_processes_matches_sequential(tmp_path):
                           "training": {"n_iter": 8, "batch_size": 2, "steps_per_call": 4, "seed": seed}})
 
     seen = []
-    tasks = [(cfg(s), tmp_path / "par" / f"s{s}", {"seed": s}) for s in (1, 2)]
-    parallel = run_many(tasks, jobs=2, on_result=lambda h, m: seen.append(h["seed"]))
-    sequential = run_many([(c, tmp_path / "seq" / d.name, h) for c, d, h in tasks], jobs=1)
+    tasks = [{"cfg": cfg(s), "run_dir": tmp_path / "par" / f"s{s}", "header": {"seed": s}, "plots": False}
+             for s in (1, 2)]
+    parallel = run_many(tasks, jobs=2, on_result=lambda t, m: seen.append(t["header"]["seed"]))
+    sequential = run_many([{**t, "run_dir": tmp_path / "seq" / t["run_dir"].name} for t in tasks], jobs=1)
     assert sorted(seen) == [1, 2] and [m["seed"] for m in parallel] == [1, 2]
     for a, b in zip(parallel, sequential):
         assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-5)

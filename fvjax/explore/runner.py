@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,7 @@ class ExploreSettings:
     formula: str = "puct"
     regenerate_data: bool = False  # seed 000: new simulation seed per iteration; seed 003: one dataset
     robustness_seeds: int = 0      # finally re-run the best node with this many training seeds
+    jobs: int = 1                  # worker processes (one core each) for the slots of a batch
     seed: int = 0                  # of the proposer's random choices
 
     def __post_init__(self):
@@ -95,26 +97,59 @@ class Exploration:
             seeds = {"simulation.seed": iteration * 1000 + slot, "training.seed": iteration * 1000 + slot + 500}
         return self.base.replace(**{**changes, **seeds})
 
-    def run_node(self, run_fn: Callable, node: Node, cfg: Config, rule: str, note: str, progress: bool) -> Node:
+    def task(self, node: Node, cfg: Config) -> dict:
+        """Record the node's config, and the keyword arguments of its run."""
         (self.out / "configs" / f"iter_{node.id:03d}.json").write_text(
             json.dumps({"parent": node.parent, "changes": node.config}, indent=1))
-        data_dir = None if self.s.regenerate_data else self.out / "data"
-        try:
-            node.metrics = run_fn(cfg, self.out / f"iter_{node.id:03d}", data_dir=data_dir, progress=progress,
-                                  header={"iteration": node.id})
-        except (FloatingPointError, ValueError) as err:   # a diverged run is a result, not a crash
-            node.metrics, node.status, note = {self.s.reward_key: float("nan")}, "failed", f"run failed: {err}"
+        return {"cfg": cfg, "run_dir": self.out / f"iter_{node.id:03d}", "header": {"iteration": node.id},
+                "data_dir": None if self.s.regenerate_data else self.out / "data"}
+
+    def record(self, node: Node, metrics: dict, proposal: Proposal) -> Node:
+        note = proposal.note
+        if "error" in metrics:       # a diverged run is a result, not a crash
+            metrics, node.status, note = {self.s.reward_key: float("nan")}, "failed", f"run failed: {metrics['error']}"
+        node.metrics = metrics
         with open(self.log, "a") as f:
-            f.write(format_entry(node, rule=rule, observation=note, reward_key=self.s.reward_key))
+            f.write(format_entry(node, rule=proposal.rule, observation=note, reward_key=self.s.reward_key))
         return node
+
+
+def run_safely(run_fn: Callable, **task) -> dict:
+    """``run_fn(**task)``, with a diverged or invalid run returned as ``{"error": ...}``."""
+    try:
+        return run_fn(**task)
+    except (FloatingPointError, ValueError) as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _batch(ex: Exploration, proposer: Proposer, proposals: list[Proposal], nodes: list[Node], first: int):
+    """(node, task) for each proposal; invalid proposals stop the exploration with a clear error."""
+    by_id = {n.id: n for n in nodes}
+    out = []
+    for slot, p in enumerate(proposals):
+        parent_changes = by_id[p.parent].config if p.parent in by_id else {}
+        node = Node(first + slot, p.parent, strategy=p.strategy, config={**parent_changes, **p.changes},
+                    mutation=mutation_text(ex.base, parent_changes, p.changes))
+        data_keys = [k for k in p.changes if k.startswith("simulation.")]
+        if data_keys and not ex.s.regenerate_data:
+            raise ConfigError(f"proposal for iteration {node.id} changes {data_keys}, which changes the data; "
+                              f"the shared dataset cannot follow (use regenerate_data / --regenerate-data)")
+        try:
+            cfg = ex.config_for(node.config, node.id, slot)
+        except ConfigError as err:
+            raise ConfigError(f"proposal for iteration {node.id} ({proposer.describe()}): {err}") from None
+        out.append((node, ex.task(node, cfg)))
+    return out
 
 
 def explore(base: Config, out: str | Path, proposer: Proposer, settings: ExploreSettings,
             run_fn: Callable | None = None, progress: bool = True) -> list[Node]:
     """Run (or resume) the exploration; returns every node. ``run_fn(cfg, run_dir, data_dir=,
-    progress=, header=) -> metrics`` defaults to :func:`fvjax.pipeline.run`."""
-    if run_fn is None:
-        from ..pipeline import run as run_fn
+    progress=, header=) -> metrics`` defaults to :func:`fvjax.pipeline.run`. With ``settings.jobs``
+    > 1 the slots of a batch run in pinned worker processes (``run_fn`` must be importable)."""
+    from ..pipeline import ensure_dataset, run, run_many
+
+    run_fn = run_fn or run
     ex = Exploration(base, out, settings)
     rng = np.random.default_rng(settings.seed)
     nodes = ex.nodes()
@@ -122,23 +157,15 @@ def explore(base: Config, out: str | Path, proposer: Proposer, settings: Explore
     while done < settings.n_iterations:
         first = done + 1
         n_slots = min(settings.n_parallel, settings.n_iterations - done)
-        by_id = {n.id: n for n in nodes}
         proposals: list[Proposal] = proposer.propose(nodes, ex.scores(nodes, first), n_slots, rng)
-        for slot, p in enumerate(proposals):
-            parent_changes = by_id[p.parent].config if p.parent in by_id else {}
-            node = Node(first + slot, p.parent, strategy=p.strategy, config={**parent_changes, **p.changes},
-                        mutation=mutation_text(base, parent_changes, p.changes))
-            data_keys = [k for k in p.changes if k.startswith("simulation.")]
-            if data_keys and not settings.regenerate_data:
-                raise ConfigError(f"proposal for iteration {node.id} changes {data_keys}, which changes the data; "
-                                  f"the shared dataset cannot follow (use regenerate_data / --regenerate-data)")
-            try:
-                cfg = ex.config_for(node.config, node.id, slot)
-            except ConfigError as err:
-                raise ConfigError(f"proposal for iteration {node.id} ({proposer.describe()}): {err}") from None
-            if progress:
-                print(f"== iteration {node.id} (parent {p.parent or 'root'}): {node.mutation}", flush=True)
-            nodes.append(ex.run_node(run_fn, node, cfg, p.rule, p.note, progress))
+        batch = _batch(ex, proposer, proposals, nodes, first)
+        if settings.jobs > 1 and not settings.regenerate_data and run_fn is run:
+            ensure_dataset(batch[0][1]["cfg"], ex.out / "data", progress)   # once, before the workers
+        if progress:
+            for node, _ in batch:
+                print(f"== iteration {node.id} (parent {node.parent or 'root'}): {node.mutation}", flush=True)
+        results = run_many([t for _, t in batch], settings.jobs, progress=progress, fn=partial(run_safely, run_fn))
+        nodes += [ex.record(node, metrics, p) for (node, _), metrics, p in zip(batch, results, proposals)]
         proposer.consumed(len(proposals))
         done = first + len(proposals) - 1
         ex.write_scores(nodes, done)
