@@ -60,3 +60,20 @@ def test_understand_parses_models(tmp_path):
     with pytest.raises(ValueError, match="existing file"):
         parse_model("nonexistent.npz")
     assert main(["--models", "prior:1,bogus"]) == 2
+
+
+def test_understand_end_to_end(tmp_path, shared_data):
+    import json
+
+    from experiments.understand import main
+
+    rc = main(["--models", f"{shared_data / 'flyvis_model_000.npz'},prior:1", "--n-frames", "120", "--quiet",
+               "--out", str(tmp_path), "--set", "training.n_iter=4", "--set", "training.steps_per_call=4",
+               "--set", "simulation.n_test_frames=30", "--set", "simulation.sequence_frames=[20, 30]"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "comparison.json").read_text())
+    assert [r["model"] for r in rows] == ["flyvis_model_000", "prior1"]
+    assert all(r["mechanism"] in ("direct", "partial", "compensation") for r in rows)
+    table = (tmp_path / "comparison.md").read_text()
+    assert "W_sum_corr_in" in table and "prior1" in table
+    assert "recovery mechanism:" in (tmp_path / "prior1" / "analysis.log").read_text()
