@@ -175,24 +175,31 @@ def explore(base: Config, out: str | Path, proposer: Proposer, settings: Explore
 
 
 def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: bool) -> dict:
-    """Re-run the best node with training seeds 1..K; write robustness.json and a log entry."""
+    """Re-run the best node with seeds 1..K (training; simulation too with regenerate_data); write
+    robustness.json and a log entry."""
     key = ex.s.reward_key
     best = max((n for n in nodes if math.isfinite(n.metrics.get(key, float("nan")))),
                key=lambda n: n.metrics[key], default=None)
     path = ex.out / "robustness.json"
     if best is None or path.exists():
         return json.loads(path.read_text()) if path.exists() else {}
-    values = []
-    for seed in range(1, ex.s.robustness_seeds + 1):
-        cfg = ex.base.replace(**{**best.config, "training.seed": seed})
-        metrics = run_fn(cfg, ex.out / f"robust_{best.id:03d}_seed{seed}",
-                         data_dir=None if ex.s.regenerate_data else ex.out / "data",
-                         progress=progress, header={"robustness_of": best.id, "seed": seed})
-        values.append(metrics.get(key, float("nan")))
+    from ..pipeline import run_many
+
+    tasks = []
+    for seed in range(1, ex.s.robustness_seeds + 1):   # new data too when every iteration has its own
+        seeds = {"training.seed": seed, **({"simulation.seed": seed} if ex.s.regenerate_data else {})}
+        tasks.append({"cfg": ex.base.replace(**{**best.config, **seeds}),
+                      "run_dir": ex.out / f"robust_{best.id:03d}_seed{seed}",
+                      "data_dir": None if ex.s.regenerate_data else ex.out / "data",
+                      "header": {"robustness_of": best.id, "seed": seed}})
+    results = run_many(tasks, ex.s.jobs, progress=progress, fn=partial(run_safely, run_fn))
+    values = [m.get(key, float("nan")) for m in results]
     v = np.asarray(values, float)
-    stats = {"node": best.id, "seeds": list(range(1, len(v) + 1)), key: values, "mean": float(v.mean()),
-             "std": float(v.std()), "cv_percent": float(100 * v.std() / abs(v.mean())) if v.mean() else float("nan"),
-             "min": float(v.min()), "max": float(v.max())}
+    ok = v[np.isfinite(v)]                      # failed runs are counted, not averaged
+    mean, std = (float(ok.mean()), float(ok.std())) if len(ok) else (float("nan"), float("nan"))
+    stats = {"node": best.id, "seeds": list(range(1, len(v) + 1)), key: values, "mean": mean, "std": std,
+             "cv_percent": 100 * std / abs(mean) if mean else float("nan"), "failed": int(len(v) - len(ok)),
+             "min": float(ok.min()) if len(ok) else float("nan"), "max": float(ok.max()) if len(ok) else float("nan")}
     path.write_text(json.dumps(stats, indent=1))
     with open(ex.log, "a") as f:
         f.write(f"## Robustness of node {best.id}: {classify(stats['mean'])}\n"
