@@ -46,6 +46,13 @@ def test_effective_rank_hand_case():
     v, _ = np.linalg.qr(rng.normal(size=(50, 3)))
     X = u @ np.diag([10.0, 2.0, 0.1]) @ v.T  # energies 100, 4, 0.01 -> 0.9614, 0.99990, 1
     assert MT.effective_rank(X) == (1, 2)
+    # energies 10 (x5) then 1 (x145): over the top 100 (145 in all; the reference's normalisation)
+    # 90 % needs 50 + (k - 5) >= 130.5 -> k = 86, 99 % >= 143.55 -> 99; over all 150 (195): 131, 149
+    q1, _ = np.linalg.qr(rng.normal(size=(400, 150)))
+    q2, _ = np.linalg.qr(rng.normal(size=(300, 150)))
+    X = q1 @ np.diag(np.sqrt([10.0] * 5 + [1.0] * 145)) @ q2.T
+    assert MT.effective_rank(X) == (86, 99)
+    assert MT.effective_rank(X, n_components=150) == (131, 149)
 
 
 def test_spectral_radius():
