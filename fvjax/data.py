@@ -199,6 +199,29 @@ def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_f
     return out
 
 
+def read_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``arr[rows]`` for a memory-mapped .npy array, read with ``os.pread`` instead of through the
+    mapping: the pages go to the OS cache, not into this process's resident memory, so a long run
+    touching every frame of a 7 GB dataset keeps a small RSS. In-memory arrays are indexed."""
+    rows = np.asarray(rows).reshape(-1)
+    if not isinstance(arr, np.memmap) or not getattr(arr, "filename", None) or not arr.flags.c_contiguous:
+        return np.asarray(arr[rows])
+    row_bytes = arr.strides[0]
+    out = np.empty((len(rows),) + arr.shape[1:], arr.dtype)
+    flat = out.reshape(len(rows), -1).view(np.uint8)
+    fd = os.open(arr.filename, os.O_RDONLY)
+    try:
+        for i, r in enumerate(rows):
+            if not 0 <= r < arr.shape[0]:
+                raise IndexError(f"row {r} out of range for {arr.filename} with {arr.shape[0]} rows")
+            got = os.preadv(fd, [flat[i]], arr.offset + int(r) * row_bytes)
+            if got != row_bytes:
+                raise OSError(f"{arr.filename}: short read at row {r} (file truncated?)")
+    finally:
+        os.close(fd)
+    return out
+
+
 @dataclass(frozen=True)
 class Split:
     voltage: np.ndarray   # (T, N) memmap

@@ -185,8 +185,13 @@ def rollout(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float =
     return jax.lax.scan(step, v0, stimulus)[1]
 
 
-def per_neuron_scores(true, pred) -> dict:
-    """Per-neuron Pearson r and R^2 over time (NaN where a trace is flat), summarised by nanmean."""
+def per_neuron_scores(true, pred, chunk: int = 1024) -> dict:
+    """Per-neuron Pearson r and R^2 over time (NaN where a trace is flat), summarised by nanmean.
+    Computed ``chunk`` neurons at a time in float64 (bounded memory for long test splits)."""
+    if np.shape(true)[1] > chunk:
+        parts = [per_neuron_scores(true[:, k:k + chunk], pred[:, k:k + chunk], chunk)
+                 for k in range(0, np.shape(true)[1], chunk)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
     tc, pc = true - true.mean(0), pred - pred.mean(0)
     ts, ps = np.sqrt((tc**2).sum(0)), np.sqrt((pc**2).sum(0))

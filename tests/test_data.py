@@ -90,3 +90,28 @@ def test_cli(tmp_path, shared_data, capsys):
     assert manifest["splits"]["train"]["arrays"]["voltage"]["shape"][0] == 60
     assert generate_main(["--out", str(tmp_path / "x"), "--set", "simulation.n_frame=3"]) == 2
     assert "did you mean n_frames" in capsys.readouterr().err
+
+
+def test_read_rows_equals_indexing_without_mapping_pages(tmp_path):
+    from fvjax.data import read_rows
+
+    arr = np.random.default_rng(0).normal(size=(50, 7, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", arr)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = np.array([[4, 49], [0, 4]])
+    np.testing.assert_array_equal(read_rows(mm, rows), arr[rows.reshape(-1)])
+    np.testing.assert_array_equal(read_rows(arr, [3, 1]), arr[[3, 1]])       # in-memory: plain indexing
+    with pytest.raises(IndexError, match="out of range"):
+        read_rows(mm, [50])
+
+
+def test_per_neuron_scores_chunked_equals_whole():
+    from fvjax.metrics import per_neuron_scores
+
+    rng = np.random.default_rng(1)
+    true, pred = rng.normal(size=(40, 10)), rng.normal(size=(40, 10))
+    true[:, 3] = 1.0                                   # a flat trace -> NaN
+    whole, chunked = per_neuron_scores(true, pred, chunk=100), per_neuron_scores(true, pred, chunk=3)
+    for key in whole:
+        np.testing.assert_allclose(chunked[key], whole[key], equal_nan=True)
+    assert np.isnan(whole["pearson"][3])

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import model as M
 from ..config import Config
-from ..data import Dataset
+from ..data import Dataset, read_rows
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import make_optimizer
@@ -54,18 +54,16 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
 
 
 def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):
-    """Read one block of batches (K, B, ...) from the memmaps (only those frames touch RAM)."""
+    """Read one block of batches (K, B, ...) from the dataset files (only those frames, with pread)."""
     split = data.train
     flat = idx.reshape(-1)
     if not recurrent:
-        order = np.argsort(flat)  # sequential reads from the memmap, then back to sample order
-        inv = np.argsort(order)
-        get = lambda a: np.asarray(a[flat[order]])[inv].reshape(idx.shape + a.shape[1:])  # noqa: E731
+        get = lambda a: read_rows(a, flat).reshape(idx.shape + a.shape[1:])  # noqa: E731
         return Batch(jnp.asarray(get(split.voltage)), jnp.asarray(get(split.target)), jnp.asarray(get(split.stimulus)),
                      jnp.asarray(idx, jnp.int32))
     window = flat[:, None] + np.arange(time_step + 1)[None]
-    volts = np.stack([np.asarray(split.voltage[w]) for w in window])
-    stims = np.stack([np.asarray(split.stimulus[w[:-1]]) for w in window])
+    volts = read_rows(split.voltage, window).reshape(window.shape + split.voltage.shape[1:])
+    stims = read_rows(split.stimulus, window[:, :-1]).reshape(window[:, :-1].shape + split.stimulus.shape[1:])
     k, b = idx.shape
     return SeqBatch(jnp.asarray(volts.reshape(k, b, time_step + 1, -1)),
                     jnp.asarray(stims.reshape(k, b, time_step, -1)), jnp.asarray(idx, jnp.int32))
