@@ -206,8 +206,10 @@ def read_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows).reshape(-1)
     if not isinstance(arr, np.memmap) or not getattr(arr, "filename", None) or not arr.flags.c_contiguous:
         return np.asarray(arr[rows])
-    row_bytes = arr.strides[0]
     out = np.empty((len(rows),) + arr.shape[1:], arr.dtype)
+    row_bytes = arr.dtype.itemsize * int(np.prod(arr.shape[1:]))
+    if row_bytes == 0:                      # e.g. the (T, 0) stimulus of an undriven network
+        return out
     flat = out.reshape(len(rows), -1).view(np.uint8)
     fd = os.open(arr.filename, os.O_RDONLY)
     try:

@@ -103,6 +103,8 @@ def test_read_rows_equals_indexing_without_mapping_pages(tmp_path):
     np.testing.assert_array_equal(read_rows(arr, [3, 1]), arr[[3, 1]])       # in-memory: plain indexing
     with pytest.raises(IndexError, match="out of range"):
         read_rows(mm, [50])
+    np.save(tmp_path / "empty.npy", np.zeros((50, 0), np.float32))     # no driven inputs
+    assert read_rows(np.load(tmp_path / "empty.npy", mmap_mode="r"), [3, 7]).shape == (2, 0)
 
 
 def test_per_neuron_scores_chunked_equals_whole():
