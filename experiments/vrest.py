@@ -3,7 +3,7 @@
     python -m experiments.vrest --seed 7                       # default preset (< 30 min on 2 cores)
     python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
-    python -m experiments.vrest --seeds 1-8 --jobs 2           # two seeds at a time, one per core
+    python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr-embedding", type=float)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1,
-                   help="with --seeds: worker processes, each pinned to one core (see benchmarks/README.md)")
+                   help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
+                        "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:

@@ -117,21 +117,25 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
     matplotlib.pyplot.close("all")
 
 
-def _pin_worker(counter) -> None:
-    """Process-pool initializer: pin this worker to its own CPU core (round robin)."""
+def _pin_worker(counter, jobs: int) -> None:
+    """Process-pool initializer: pin this worker to its own share of the CPU cores (disjoint sets of
+    n_cores // jobs cores; round robin when there are more workers than cores)."""
     import os
 
     cores = sorted(os.sched_getaffinity(0))
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    os.sched_setaffinity(0, {cores[index % len(cores)]})
+    share = max(len(cores) // jobs, 1)
+    start = (index * share) % len(cores)
+    os.sched_setaffinity(0, set(cores[start:start + share]))
 
 
 def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = False, fn=None) -> list[dict]:
     """Several runs, each ``fn(**task, progress=...)`` (``fn`` default :func:`run`; a task holds cfg,
     run_dir, header, ...): one after another (``jobs`` = 1), or in ``jobs`` worker processes each
-    pinned to its own core (``fn`` must then be importable). ``on_result(task, metrics)`` is called as
+    pinned to its own share of the cores (``fn`` must then be importable). On 2 cores this is not
+    faster than one run after another (benchmarks/README.md); it pays on many-core machines. ``on_result(task, metrics)`` is called as
     each finishes (workers never show progress bars). Returns the metrics in task order.
 
     Runs sharing a ``data_dir`` must find it generated already (the workers would race to write it)."""
@@ -149,7 +153,7 @@ def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = 
     ctx = mp.get_context("spawn")          # JAX is not fork-safe
     counter = ctx.Value("i", 0)
     results = {}
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin_worker, initargs=(counter,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin_worker, initargs=(counter, jobs)) as pool:
         futures = {pool.submit(fn, **task, progress=False): i for i, task in enumerate(tasks)}
         for fut in as_completed(futures):
             i = futures[fut]
