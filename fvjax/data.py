@@ -125,21 +125,22 @@ class _Writer:
         return {"arrays": info, "stats": stats}
 
 
-def _simulate_split(cfg: Config, circuit, v0, luminance: np.ndarray, conn: Connectome, key,
-                    writer: _Writer, desc: str, progress: bool) -> None:
+def simulate_split(cfg: Config, circuit, v0, n_frames: int, stimulus_at: Callable[[int, int], np.ndarray], key,
+                   writer: _Writer, desc: str, progress: bool, hint: str) -> None:
+    """Simulate ``n_frames`` chunk by chunk and write them; ``stimulus_at(start, stop)`` gives the
+    input-node values of those frames, ``hint`` what to try if the simulation diverges."""
     from tqdm.auto import tqdm
 
     sim = cfg.simulation
     v = v0
-    with tqdm(total=len(luminance), desc=desc, unit="frame", disable=not progress) as bar:
-        for start in range(0, len(luminance), sim.chunk_frames):
-            stim = expand_frame(conn, luminance[start:start + sim.chunk_frames])
+    with tqdm(total=n_frames, desc=desc, unit="frame", disable=not progress) as bar:
+        for start in range(0, n_frames, sim.chunk_frames):
+            stim = stimulus_at(start, min(start + sim.chunk_frames, n_frames))
             v, traj = simulate(circuit, v, jnp.asarray(stim), key, start, dt=sim.delta_t,
                                noise_std=sim.noise_model_level, tau_clamp=sim.tau_clamp)
             volts = np.asarray(traj.voltage)
             if not np.isfinite(volts).all():
-                raise FloatingPointError(f"{desc}: simulation diverged near frame {start}; the ground truth "
-                                         f"is unstable for this stimulus (try tau_clamp or another model)")
+                raise FloatingPointError(f"{desc}: simulation diverged near frame {start}; {hint}")
             writer.write(start, voltage=volts, target=np.asarray(traj.target), stimulus=stim)
             bar.update(len(stim))
 
@@ -162,7 +163,9 @@ def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, prog
     frames = dict(zip(SPLITS, train_test_frames(sim)))
 
     def run_split(split, writer, key):
-        _simulate_split(cfg, circuit, v0, frames[split], conn, key, writer, f"simulating {split}", progress)
+        simulate_split(cfg, circuit, v0, len(frames[split]), lambda a, b: expand_frame(conn, frames[split][a:b]),
+                       key, writer, f"simulating {split}", progress,
+                       "the ground truth is unstable for this stimulus (try tau_clamp or another model)")
 
     head = {"n_nodes": conn.n_nodes, "n_edges": conn.n_edges, "n_inputs": conn.n_inputs,
             "input_node_index": conn.input_node_index.reshape(-1).tolist()}

@@ -135,9 +135,7 @@ def _n_test(sim: SimulationConfig) -> int:
 
 def generate_synthetic_dataset(cfg: Config, out, overwrite: bool = False, progress: bool = True) -> Path:
     """Simulate a synthetic network into a dataset folder (layout of :mod:`fvjax.data`)."""
-    from tqdm.auto import tqdm
-
-    from .data import write_dataset
+    from .data import simulate_split, write_dataset
 
     sim = cfg.simulation
     net = make_network(sim)
@@ -152,18 +150,8 @@ def generate_synthetic_dataset(cfg: Config, out, overwrite: bool = False, progre
 
     def run_split(split, writer, key):
         drive = ou_drive(sim, frames[split], len(net.input_index), np.random.default_rng([sim.seed, len(split)]))
-        v = v0
-        with tqdm(total=frames[split], desc=f"simulating {split}", unit="frame", disable=not progress) as bar:
-            for start in range(0, frames[split], sim.chunk_frames):
-                stim = drive[start:start + sim.chunk_frames]
-                v, traj = simulate(circuit, v, jnp.asarray(stim), key, start, dt=sim.delta_t,
-                                   noise_std=sim.noise_model_level)
-                volts = np.asarray(traj.voltage)
-                if not np.isfinite(volts).all():
-                    raise FloatingPointError(f"synthetic {split}: diverged near frame {start}; lower "
-                                             f"simulation.spectral_radius or raise tau_range")
-                writer.write(start, voltage=volts, target=np.asarray(traj.target), stimulus=stim)
-                bar.update(len(stim))
+        simulate_split(cfg, circuit, v0, frames[split], lambda a, b: drive[a:b], key, writer,
+                       f"simulating {split}", progress, "lower simulation.spectral_radius or raise tau_range")
 
     head = {"n_nodes": net.n_nodes, "n_edges": net.n_nodes**2, "n_inputs": len(net.input_index),
             "input_node_index": net.input_index.tolist(), "n_types": net.n_types}
