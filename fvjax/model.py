@@ -120,24 +120,21 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     k_g, k_f, k_w = jax.random.split(key, 3)
     g_sizes = [spec.edge_input_size] + [spec.hidden_dim] * (spec.n_layers - 1) + [1]
     f_sizes = [spec.update_input_size] + [spec.hidden_dim_update] * (spec.n_layers_update - 1) + [1]
-    if spec.w_init_mode == "zeros":
-        W = jnp.zeros((spec.n_edges,), dtype)
-    elif spec.w_init_mode == "randn":
-        W = jax.random.normal(k_w, (spec.n_edges,), dtype)
-    elif spec.w_init_mode == "randn_scaled":
-        W = jax.random.normal(k_w, (spec.n_edges,), dtype) * (spec.w_init_scale / np.sqrt(spec.n_edges))
-    else:
+    stds = {"zeros": 0.0, "randn": 1.0, "randn_scaled": spec.w_init_scale / np.sqrt(spec.n_edges)}
+    if spec.w_init_mode not in stds:
         raise ValueError(f"w_init_mode {spec.w_init_mode!r}: expected zeros, randn or randn_scaled")
+    sd = stds[spec.w_init_mode]
     params = {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
-              "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype), "W": W}
-    if spec.low_rank:   # factors whose product has the variance the full W would have
-        del params["W"]
-        n, r = spec.n_nodes, spec.low_rank
-        sd = float(np.std(np.asarray(W))) if spec.w_init_mode != "zeros" else 0.0
-        factor = (sd**2 / r) ** 0.25
+              "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype)}
+    if spec.low_rank:   # factors whose product has the std the full W would have
+        factor = (sd**2 / spec.low_rank) ** 0.25
         k_l, k_r = jax.random.split(k_w)
-        params["W_L"] = factor * jax.random.normal(k_l, (n, r), dtype)
-        params["W_R"] = factor * jax.random.normal(k_r, (r, n), dtype)
+        params["W_L"] = factor * jax.random.normal(k_l, (spec.n_nodes, spec.low_rank), dtype)
+        params["W_R"] = factor * jax.random.normal(k_r, (spec.low_rank, spec.n_nodes), dtype)
+    elif sd == 0.0:
+        params["W"] = jnp.zeros((spec.n_edges,), dtype)
+    else:   # (x 1.0 is exact, so randn is unchanged)
+        params["W"] = jax.random.normal(k_w, (spec.n_edges,), dtype) * sd
     if spec.field == "visual":
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)

@@ -135,8 +135,9 @@ def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = 
     """Several runs, each ``fn(**task, progress=...)`` (``fn`` default :func:`run`; a task holds cfg,
     run_dir, header, ...): one after another (``jobs`` = 1), or in ``jobs`` worker processes each
     pinned to its own share of the cores (``fn`` must then be importable). On 2 cores this is not
-    faster than one run after another (benchmarks/README.md); it pays on many-core machines. ``on_result(task, metrics)`` is called as
-    each finishes (workers never show progress bars). Returns the metrics in task order.
+    faster than one run after another (benchmarks/README.md); it pays on many-core machines.
+    ``on_result(task, metrics)`` is called as each finishes (workers never show progress bars).
+    Returns the metrics in task order.
 
     Runs sharing a ``data_dir`` must find it generated already (the workers would race to write it)."""
     fn = fn or run

@@ -144,9 +144,10 @@ def ucb_scores(nodes: list[Node], c: float = 1.414, reward_key: str = "connectiv
 
 def format_scores(scores: list[Score], header: str, reward_key: str = "connectivity_R2") -> str:
     lines = [header]
+    listed = {x.node.id for x in scores}
     for s in scores:
         n = s.node
-        parent = "root" if n.parent is None or n.parent not in {x.node.id for x in scores} else n.parent
+        parent = n.parent if n.parent in listed else "root"
         extra = "".join(f", {k}={n.metrics[k]:.3f}" for k in ("tau_R2", "V_rest_R2", "test_pearson", "cluster_accuracy")
                         if k in n.metrics and k != reward_key)
         lines.append(f"Node {n.id}: UCB={s.ucb:.3f}, parent={parent}, visits={s.visits}, "

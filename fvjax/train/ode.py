@@ -65,8 +65,8 @@ class ODEConfig(NamedTuple):
     max_steps: int = 256    # per frame interval
 
 
-def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float, oc: ODEConfig):
-    """v(S dt) (B, N) from v0 (B, N) under stimulus (B, S, n_in).
+def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stim_seq, dt: float, oc: ODEConfig):
+    """v(S dt) (B, N) from v0 (B, N) under the input stim_seq (B, S, n_in).
 
     One diffrax solve per frame interval [k dt, (k+1) dt] with that frame's stimulus held fixed (a
     ``lax.scan`` over frames): every stage of every step sees the right frame, including the stages
@@ -89,7 +89,7 @@ def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stimulus, dt: float
                                   adjoint=adjoint, max_steps=oc.max_steps)
         return sol.ys[-1], None
 
-    return jax.lax.scan(frame, v0, jnp.swapaxes(stimulus, 0, 1))[0]
+    return jax.lax.scan(frame, v0, jnp.swapaxes(stim_seq, 0, 1))[0]
 
 
 def ode_loss(params, spec, graph, batch: SeqBatch, xnorm, c: Coefficients, key, dt: float, noise_std: float,
