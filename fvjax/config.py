@@ -45,9 +45,10 @@ class SimulationConfig:
     tau_clamp: bool = _opt(False, doc="use max(tau, dt) like flyvis (True) or raw tau like flyvis-gnn")
     steady_state_time: float = _opt(2.0, lo=0.0, doc="grey pre-roll [s] giving the initial state")
     grey: float = _opt(0.5, lo=0.0, hi=1.0, doc="luminance of the pre-roll")
-    seed: int = _opt(0, lo=0, doc="selects ground-truth model (prior), stimulus order and noise")
-    ground_truth: str = _opt("prior", doc="'prior' (calibrated, seed-indexed), 'flyvis_initial', "
-                                          "or a path to a .npz / flyvis checkpoint")
+    seed: int = _opt(0, lo=0, doc="stimulus draw, augmentation and noise (and the prior's draw, for 'prior')")
+    ground_truth: str = _opt("flyvis_000", doc="'flyvis_000' (trained flyvis model 000, bundled; the seed never "
+                                               "changes it), 'prior' (calibrated, seed-indexed), 'flyvis_initial', "
+                                               "a flyvis model folder, or a .npz / flyvis checkpoint path")
     visual_input_type: str = _opt("natural", choices=VISUAL_INPUTS)
     datavis_roots: tuple[str, ...] = _opt((), doc="DAVIS folders (containing JPEGImages); first existing")
     skip_short_videos: bool = _opt(True)
@@ -123,6 +124,9 @@ class GraphModelConfig:
 
 
 SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
+# annealing multiplier forms (implemented in fvjax.train.losses.ANNEALING) and g_phi_diff perturbations
+ANNEALING_FORMS = ("exponential", "power")
+PERTURBATIONS = ("multiplicative", "additive")
 
 
 @dataclass(frozen=True)
@@ -140,11 +144,16 @@ class TrainingConfig:
     lr_embedding: float = _opt(1.55e-3, lo=0.0)
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
-    w_init_mode: str = _opt("randn_scaled", choices=("zeros", "randn", "randn_scaled"))
+    w_init_mode: str = _opt("zeros", choices=("zeros", "randn", "randn_scaled"),
+                            doc="Node 21: zeros (the later reference recipe: randn_scaled)")
     w_init_scale: float = _opt(1.0, lo=0.0)
     coeff_W_L1: float = _opt(3.5e-5, lo=0.0)
-    coeff_W_L2: float = _opt(0.0, lo=0.0, doc="applies together with W_L1 (unlike the reference)")
+    coeff_W_L2: float = _opt(2.5e-6, lo=0.0, doc="c ||W||_2; applies together with W_L1 (unlike the reference)")
     coeff_g_phi_diff: float = _opt(750.0, lo=0.0, doc="monotonicity of g_phi")
+    g_phi_diff_perturbation: str = _opt("multiplicative", choices=tuple(PERTURBATIONS),
+                                        doc="g_phi_diff compares g(v) with g(v (1 + delta)) (Node 21) "
+                                            "or g(v + delta xnorm) (later reference)")
+    g_phi_diff_delta: float = _opt(0.05, lo=0.0, doc="relative step of the g_phi_diff perturbation")
     coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
@@ -152,6 +161,10 @@ class TrainingConfig:
     coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
     regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")
     coeff_W_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of W_L1 (Node 21: 0.5, so off in epoch 0)")
+    coeff_g_phi_weight_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of g_phi's L1 (Node 21: 0.5)")
+    g_phi_weight_L1_annealing: str = _opt("power", choices=tuple(ANNEALING_FORMS),
+                                          doc="power: 1 - exp(-rate**epoch), the Node-21 code's form "
+                                              "(0.632 in epoch 0); exponential: 1 - exp(-rate * epoch)")
     coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (Node 21: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
@@ -220,10 +233,23 @@ INERT_KEYS = {
                  "recurrent_loop", "save_all_checkpoints"},
 }
 
+# older reference spellings (the Node-21-era flyvis-gnn code of early 2026) -> fvjax names
+RENAMED = {
+    "graph_model": {"lin_edge_positive": "g_phi_positive"},
+    "training": {"learning_rate_start": "lr", "learning_rate_W_start": "lr_W",
+                 "learning_rate_embedding_start": "lr_embedding",
+                 "coeff_edge_diff": "coeff_g_phi_diff", "coeff_edge_norm": "coeff_g_phi_norm",
+                 "coeff_edge_weight_L1": "coeff_g_phi_weight_L1", "coeff_edge_weight_L2": "coeff_g_phi_weight_L2",
+                 "coeff_edge_weight_L1_rate": "coeff_g_phi_weight_L1_rate",
+                 "coeff_phi_weight_L1": "coeff_f_theta_weight_L1", "coeff_phi_weight_L2": "coeff_f_theta_weight_L2",
+                 "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate"},
+}
+
 # reference features fvjax does not implement: accepted only at their "off" value
 UNSUPPORTED_UNLESS = {
     "graph_model": {"omega_f_learning": (False,)},
-    "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
+    "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,),
+                 "coeff_update_u_diff": (0,), "coeff_update_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
                  "coeff_f_theta_centering": (0,), "time_window": (0,), "coeff_f_theta_zero": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),
                  "alternate_training": (False,), "ode_stab_lambda": (0,),
@@ -297,7 +323,13 @@ def _build(cls, data: dict, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "ignored"}
     section = where.rsplit(".", 1)[-1] if where != "config" else ""
     kwargs = {}
+    renamed = RENAMED.get(section, {})
+    for old in set(data) & set(renamed):
+        if renamed[old] in data:
+            raise ConfigError(f"{where}.{old} and {where}.{renamed[old]} are the same key (old and new "
+                              f"spelling); keep one")
     for key, value in data.items():
+        key = renamed.get(key, key)
         here = f"{where}.{key}"
         if key in fields:
             value = _coerce(value, _field_type(cls, fields[key]), here)

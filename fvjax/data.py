@@ -35,7 +35,8 @@ import numpy as np
 from . import __version__
 from .config import Config, dump_config, to_dict
 from .connectome import Connectome, build_connectome
-from .groundtruth import GroundTruth, calibrated_prior, flyvis_initial, load_flyvis_checkpoint, load_npz, save_npz
+from .groundtruth import (BUNDLED, GroundTruth, calibrated_prior, flyvis_initial, load_bundled, load_flyvis_checkpoint,
+                          load_flyvis_model, load_npz, save_npz)
 from .simulate import expand_frame, make_circuit, simulate, steady_state
 from .stimulus import train_test_frames
 
@@ -56,16 +57,21 @@ def check_network(cfg: Config, conn: Connectome) -> None:
 
 
 def resolve_ground_truth(cfg: Config, conn: Connectome, progress: bool = True) -> GroundTruth:
-    """Ground truth named by ``simulation.ground_truth`` ('prior', 'flyvis_initial' or a file)."""
+    """Ground truth named by ``simulation.ground_truth``: a bundled trained flyvis model
+    (``flyvis_000``, the default; the seed never changes it), ``prior`` (calibrated, seed-indexed),
+    ``flyvis_initial``, a flyvis model folder, a flyvis checkpoint or a ``.npz`` of tables."""
     source, seed = cfg.simulation.ground_truth, cfg.simulation.seed
-    if source == "prior":
-        return calibrated_prior(conn, seed, progress=progress)
-    if source == "flyvis_initial":
-        return flyvis_initial(conn, seed)
+    named = {"prior": lambda: calibrated_prior(conn, seed, progress=progress),
+             "flyvis_initial": lambda: flyvis_initial(conn, seed),
+             **{name: (lambda name=name: load_bundled(conn, name)) for name in BUNDLED}}
+    if source in named:
+        return named[source]()
     path = Path(source).expanduser()
+    if path.is_dir():
+        return load_flyvis_model(path, conn)
     if not path.is_file():
-        raise FileNotFoundError(f"simulation.ground_truth = {source!r}: not 'prior', 'flyvis_initial' or an "
-                                f"existing .npz / flyvis checkpoint file")
+        raise FileNotFoundError(f"simulation.ground_truth = {source!r}: not one of {', '.join(named)}, nor an "
+                                f"existing flyvis model folder, .npz or flyvis checkpoint file")
     if path.suffix == ".npz":
         return load_npz(path, conn)
     if zipfile.is_zipfile(path):

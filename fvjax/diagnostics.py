@@ -72,3 +72,57 @@ def diagnose(W_true, W_raw, W_corrected, src, dst, node_type, n_types: int) -> t
         **{f"W_learned_{k}": v for k, v in w_stats(W_corrected).items()},
     }
     return scalars, {"W_R2_per_target_type": per_type}
+
+
+def per_type_gains(W_true, W_learned, group, n_groups: int) -> np.ndarray:
+    """Least-squares gain k_g of ``W_learned ~ k_g W_true`` (through the origin) over the edges of
+    each group (e.g. the target cell type of every edge); NaN for groups without nonzero weights."""
+    W_true, W_learned = np.asarray(W_true, np.float64), np.asarray(W_learned, np.float64)
+    num = np.bincount(group, W_true * W_learned, minlength=n_groups)
+    den = np.bincount(group, W_true**2, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def error_shares(W_true, W_learned, group, n_groups: int, outlier_threshold: float = 5.0) -> np.ndarray:
+    """Share of the residual sum of squares of the global affine fit (the connectivity R^2's fit,
+    after the same outlier filter) that falls on each group's edges; sums to 1."""
+    W_true, W_learned = np.asarray(W_true, np.float64), np.asarray(W_learned, np.float64)
+    keep = np.abs(W_learned - W_true) <= outlier_threshold
+    slope, intercept = np.polyfit(W_true[keep], W_learned[keep], 1)
+    res = np.where(keep, W_learned - slope * W_true - intercept, 0.0) ** 2
+    total = np.bincount(group, res, minlength=n_groups)
+    return total / total.sum() if total.sum() > 0 else total
+
+
+def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_names) -> dict:
+    """Follow the per-target-type gain of W* (and its factors) over training checkpoints.
+
+    ``snapshots``: iteration -> arrays written by ``evaluate.quick_metrics(save_to=...)`` (``W``,
+    ``W_raw``, ``f_slope``, ``msg_gain``, ``g_slope``). Per iteration and target type: the gain of W*
+    and of the raw W against the true W, the median target factor ``msg_gain / -f_slope`` that
+    W* multiplies by, and the share of the connectivity fit's squared error. Returns nested dicts
+    (JSON-ready)."""
+    from .metrics import r2_filtered
+
+    dst_type = np.asarray(node_type)[np.asarray(dst)]
+    n_types = len(type_names)
+    out = {}
+    for it in sorted(snapshots):
+        snap = snapshots[it]
+        gain_star = per_type_gains(W_true, snap["W"], dst_type, n_types)
+        gain_raw = per_type_gains(W_true, snap["W_raw"], dst_type, n_types)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.asarray(snap["msg_gain"], np.float64) / -np.asarray(snap["f_slope"], np.float64)
+        factor_med = np.array([np.nanmedian(factor[node_type == t]) if (node_type == t).any() else np.nan
+                               for t in range(n_types)])
+        shares = error_shares(W_true, snap["W"], dst_type, n_types)
+        finite = np.isfinite(gain_star)
+        out[int(it)] = {
+            "connectivity_R2": r2_filtered(W_true, snap["W"])[0],
+            "gain_spread_iqr": [float(q) for q in np.nanpercentile(gain_star[finite], [25, 50, 75])],
+            "per_type": {type_names[t]: {"gain_W_star": float(gain_star[t]), "gain_W_raw": float(gain_raw[t]),
+                                         "target_factor": float(factor_med[t]), "error_share": float(shares[t])}
+                         for t in range(n_types)},
+        }
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -27,6 +28,13 @@ def recovered(params, spec, graph, data: Dataset) -> dict:
                                    np.asarray(data.train.voltage[frames]), np.asarray(data.train.stimulus[frames]))
 
 
+def tau_from_slope(slope) -> np.ndarray:
+    """clip(-1 / slope, 0, 1), 1 where the slope is 0 (the reference's tau rule)."""
+    slope = np.asarray(slope, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(slope != 0, np.clip(-1.0 / np.where(slope != 0, slope, 1.0), 0.0, 1.0), 1.0)
+
+
 def field_scores(params, spec, graph, data: Dataset) -> dict:
     """field_R2 and field_slope of the learned visual field on training frames 0, 2, ..., 798."""
     frames = MT.field_frames(len(data.train))
@@ -35,10 +43,20 @@ def field_scores(params, spec, graph, data: Dataset) -> dict:
     return {"field_R2": r2, "field_slope": slope}
 
 
-def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth) -> dict:
-    """The three R^2 tracked during training (cheap: no clustering, no rollout), and field_R2."""
+def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: Path | None = None) -> dict:
+    """The three R^2 tracked during training (cheap: no clustering, no rollout), and field_R2.
+    ``save_to``: also write the recovered W*, raw W, f_theta/g_phi slopes and message gains there
+    (float32 .npz, atomically) to follow how the recovery drifts over training."""
     rec = recovered(params, spec, graph, data)
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.asarray(v, np.float32) for k, v in rec.items()}
+        tmp = save_to.with_suffix(".tmp.npz")
+        np.savez(tmp, W_raw=np.asarray(M.weights(params, spec), np.float32), **arrays)
+        os.replace(tmp, save_to)
     out = {"connectivity_r2": MT.r2_filtered(gt.W, rec["W"])[0],
+           "connectivity_r2_data": MT.r2_filtered(gt.W, rec["W_data"])[0],
+           "vrest_r2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0],
            "vrest_r2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
            "tau_r2": MT.r2_affine(gt.tau, rec["tau"])[0]}
     if spec.field == "visual":
@@ -76,6 +94,9 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     out = {}
     out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
+    out["connectivity_R2_data"] = MT.r2_filtered(gt.W, rec["W_data"])[0]
+    out["tau_R2_data"] = MT.r2_affine(gt.tau, tau_from_slope(rec["v_gain"]))[0]
+    out["V_rest_R2_data"] = MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]
     W_raw = np.asarray(M.weights(params, spec))
     out["W_raw_R2"] = MT.r2_affine(gt.W, W_raw)[0]
     out["tau_R2"] = MT.r2_affine(gt.tau, rec["tau"])[0]
@@ -112,7 +133,7 @@ def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = No
                   f"sign match (raw/corrected): {metrics['sign_match_raw']:.3f} / {metrics['sign_match_corrected']:.3f}",
                   f"recovery mechanism: {metrics['mechanism']}",
                   f"W R2 per target type (median): {metrics['W_R2_per_target_type_median']:.3f}"]
-    for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2", "tau_R2", "V_rest_R2",
+    for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2",
                 "cluster_accuracy", "field_R2", "training_time_min"):
         if key in metrics:
             lines.append(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key}: {metrics[key]}")

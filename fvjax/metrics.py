@@ -102,36 +102,63 @@ def _chunked(fn, arrays, chunk):
 
 
 @partial(jax.jit, static_argnames=("spec",))
-def msg_gain(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
-    """d f_theta / d msg per neuron at the data: voltage (F, N), stimulus (F, n_in) -> (F, N)."""
+def data_partials(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
+    """f_theta([v_i, a_i, msg_i, e_i]) at the data and its partial derivatives in the message, the
+    voltage and the stimulus input: (f, d_msg, d_v, d_e), each (F, N), with the model's own messages
+    at voltage (F, N) and stimulus (F, n_in). Also returns the messages and node stimuli used."""
     msg = M.messages(params, spec, graph, voltage)
     stim = M.node_stimulus(graph, stimulus, spec.n_nodes)
 
-    def total(m):
-        return jnp.sum(M.update_function(params, spec, voltage, params["a"], m, stim))
+    def total(m, v, e):
+        f = M.update_function(params, spec, v, params["a"], m, e)
+        return jnp.sum(f), f
 
-    return jax.grad(total)(msg)
+    (d_msg, d_v, d_e), f = jax.grad(total, argnums=(0, 1, 2), has_aux=True)(msg, voltage, stim)
+    return {"f": f, "d_msg": d_msg, "d_v": d_v, "d_e": d_e, "msg": msg, "stim": stim}
+
+
+def msg_gain(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
+    """d f_theta / d msg per neuron at the data: voltage (F, N), stimulus (F, n_in) -> (F, N)."""
+    return data_partials(params, spec, graph, voltage, stimulus)["d_msg"]
 
 
 # ----------------------------------------------------------------------------- recovered params
+
+
+def corrected_weights(W, gain, r, s, src, dst) -> np.ndarray:
+    """W*_e = -W_e gain_i r_j / s_i for every edge j -> i (non-finite -> 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_star = -np.asarray(W, np.float64) * gain[dst] * r[src] / s[dst]
+    w_star[~np.isfinite(w_star)] = 0.0
+    return w_star
 
 
 def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> dict:
     """tau_hat, V_rest_hat per neuron and the corrected weights W* per edge.
 
     ``voltage``/``stimulus``: a few training frames (the reference uses 8) for d f/d msg (median).
-    """
+    ``W`` is the reference's correction, which divides by f_theta's voltage slope probed at msg = 0,
+    e = 0 (``f_slope``); ``W_data`` divides by the median voltage partial at the data instead
+    (``v_gain``), so both derivatives come from where f_theta was trained; ``V_rest_data`` extrapolates
+    linearly from the data with those partials instead of evaluating f_theta at msg = 0 (docs/metrics.md)."""
     s, o = (np.asarray(x, np.float64) for x in f_theta_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = np.where(s != 0, np.clip(1.0 / -s, 0.0, 1.0), 1.0)
         v_rest = np.where(s != 0, -o / s, 1.0)
     r = np.asarray(g_phi_slopes(params, spec, jnp.asarray(mu), jnp.asarray(sigma)), np.float64)
-    gain = np.median(np.asarray(msg_gain(params, spec, graph, jnp.asarray(voltage), jnp.asarray(stimulus))), 0)
-    src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+    at = {k: np.asarray(x, np.float64) for k, x in
+          data_partials(params, spec, graph, jnp.asarray(voltage), jnp.asarray(stimulus)).items()}
+    gain, v_gain = np.median(at["d_msg"], 0), np.median(at["d_v"], 0)
+    # first-order extrapolation from each frame to zero message and input: the v where
+    # f + d_v (V - v) - d_msg msg - d_e e = 0, median over frames
     with np.errstate(divide="ignore", invalid="ignore"):
-        w_star = -np.asarray(M.weights(params, spec), np.float64) * gain[dst] * r[src] / s[dst]
-    w_star[~np.isfinite(w_star)] = 0.0
-    return {"tau": tau, "V_rest": v_rest, "W": w_star, "f_slope": s, "g_slope": r, "msg_gain": gain}
+        v_zero = np.asarray(voltage, np.float64) - (at["f"] - at["d_msg"] * at["msg"] - at["d_e"] * at["stim"]) / at["d_v"]
+    v_rest_data = np.nanmedian(np.where(np.isfinite(v_zero), v_zero, np.nan), 0)
+    src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+    W = M.weights(params, spec)
+    return {"tau": tau, "V_rest": v_rest, "W": corrected_weights(W, gain, r, s, src, dst),
+            "W_data": corrected_weights(W, gain, r, v_gain, src, dst),
+            "V_rest_data": v_rest_data, "f_slope": s, "g_slope": r, "msg_gain": gain, "v_gain": v_gain}
 
 
 def _edge_stats(values, index, n):

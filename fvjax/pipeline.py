@@ -67,7 +67,8 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     nodes, gt, graph = network(data, cfg)
     spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
     result = fit(cfg, data, graph, run_dir, progress=progress,
-                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt))
+                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt,
+                                                          save_to=run_dir / "during" / f"recovered_{it:07d}.npz"))
     if progress:
         print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
     components = 100 if data.network == "flyvis" else nodes.n_types

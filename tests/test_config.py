@@ -85,3 +85,28 @@ def test_graph_model_size_checks(tmp_path):
     path.write_text("graph_model:\n  embedding_dim: 4\n  input_size: 3\n")
     with pytest.raises(ConfigError, match="graph_model.input_size = 3"):
         load_config(path)
+
+
+def test_node21_config_reads_as_the_defaults():
+    """The Node-21 run's config (its era's key spellings) gives exactly fvjax's training and model
+    defaults; only the stimulus (DAVIS) differs."""
+    from pathlib import Path
+
+    from fvjax.config import load_config, to_dict
+
+    cfg = load_config(Path(__file__).parent / "fixtures" / "node21_vrest.yaml")
+    default = load_config()
+    assert to_dict(cfg.training) == to_dict(default.training)
+    checks = {"input_size": 3, "input_size_update": 5, "output_size": 1}   # consistency checks only
+    assert to_dict(cfg.graph_model) == {**to_dict(default.graph_model), **checks}
+    assert cfg.simulation.visual_input_type == "DAVIS" and cfg.simulation.n_frames == 64000
+    assert "simulation.baseline_value" in cfg.ignored
+
+
+def test_old_and_new_spelling_together_is_an_error():
+    import pytest
+
+    from fvjax.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match="coeff_edge_diff and .*coeff_g_phi_diff"):
+        from_dict({"training": {"coeff_edge_diff": 1.0, "coeff_g_phi_diff": 2.0}})

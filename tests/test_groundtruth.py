@@ -94,3 +94,49 @@ def test_npz_roundtrip_and_graph_check(tmp_path, conn, gt000):
     np.savez(tmp_path / "missing.npz", tau_per_type=gt000.tau_per_type)
     with pytest.raises(KeyError, match="V_rest_per_type"):
         load_npz(tmp_path / "missing.npz", conn)
+
+
+def test_bundled_model000_rebuilds_shared_tables(conn, model000):
+    """The package's model-000 tables reproduce the shared per-node and per-edge arrays: tau and
+    V_rest exactly; W within 3 float32 ulp: flyvis's synapse counts went through torch's float32
+    exp(log(count)) (1 ulp off the exact count in 267 groups), then two roundings of the product."""
+    from fvjax.groundtruth import load_bundled
+
+    gt = load_bundled(conn)
+    np.testing.assert_array_equal(gt.tau, model000["tau"])
+    np.testing.assert_array_equal(gt.V_rest, model000["V_rest"])
+    ulp = np.spacing(np.abs(model000["W"]).astype(np.float32))
+    assert (np.abs(gt.W - model000["W"]) <= 3 * ulp).all()
+    assert np.array_equal(np.sign(gt.W), np.sign(model000["W"]))
+
+
+def test_default_ground_truth_is_model000_whatever_the_seed(conn, model000):
+    from fvjax.config import load_config
+    from fvjax.data import resolve_ground_truth
+
+    for seed in (0, 7):
+        gt = resolve_ground_truth(load_config(None, {"simulation.seed": seed}), conn, progress=False)
+        np.testing.assert_array_equal(gt.tau, model000["tau"])
+        np.testing.assert_allclose(gt.W, model000["W"], rtol=4e-7, atol=0)
+
+
+def test_flyvis_results_folder(conn, tmp_path):
+    """A downloaded flyvis ensemble member (folder with best_chkpt, or only chkpts/) is a ground truth."""
+    import shutil
+
+    from fvjax.config import load_config
+    from fvjax.data import resolve_ground_truth
+
+    tau, bias, strength, logc = _fixture_tables()
+    member = tmp_path / "results" / "flow" / "0000" / "049"
+    (member / "chkpts").mkdir(parents=True)
+    shutil.copy(FIXTURE, member / "chkpts" / "chkpt_00000")
+    cfg = load_config(None, {"simulation.ground_truth": str(member)})
+    gt = resolve_ground_truth(cfg, conn)
+    np.testing.assert_array_equal(gt.tau_per_type, tau)
+    shutil.copy(FIXTURE, member / "best_chkpt")
+    np.testing.assert_array_equal(resolve_ground_truth(cfg, conn).V_rest, bias[conn.node_type])
+    empty = tmp_path / "results" / "flow" / "0000" / "011"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="best_chkpt"):
+        resolve_ground_truth(load_config(None, {"simulation.ground_truth": str(empty)}), conn)

@@ -100,6 +100,36 @@ def test_recovered_parameters_on_linear_model():
         src = np.asarray(graph.src)
         expect = -np.asarray(params["W"]) * fw[3] * r[src] / s
         np.testing.assert_allclose(rec["W"], expect, rtol=1e-8)
+        # a linear f_theta has the same voltage slope at the data as at msg = 0
+        np.testing.assert_allclose(rec["v_gain"], s, rtol=1e-9)
+        np.testing.assert_allclose(rec["W_data"], expect, rtol=1e-8)
+        np.testing.assert_allclose(rec["V_rest_data"], -o / s, rtol=1e-8)
+
+
+def test_data_partials_match_finite_differences():
+    """d f / d msg and d f / d v at the data of a nonlinear (ReLU) f_theta, against central finite
+    differences of f in each input with the other held fixed (float64)."""
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=8, hidden_dim_update=8,
+                           w_init_mode="randn")
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), M.init(jax.random.PRNGKey(3), spec))
+        params["a"] = jnp.asarray(np.random.default_rng(2).normal(size=params["a"].shape))
+        rng = np.random.default_rng(1)
+        volts = rng.normal(0.5, 0.5, (4, conn.n_nodes))
+        stim = rng.uniform(0, 1, (4, conn.n_inputs))
+        at = MT.data_partials(params, spec, graph, jnp.asarray(volts), jnp.asarray(stim))
+        d_msg, d_v = np.asarray(at["d_msg"]), np.asarray(at["d_v"])
+        msg = np.asarray(M.messages(params, spec, graph, jnp.asarray(volts)))
+        st = M.node_stimulus(graph, jnp.asarray(stim), spec.n_nodes)
+
+        def f(v, m):
+            return np.asarray(M.update_function(params, spec, jnp.asarray(v), params["a"], jnp.asarray(m), st))
+
+        h = 1e-6
+        np.testing.assert_allclose(d_v, (f(volts + h, msg) - f(volts - h, msg)) / (2 * h), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(d_msg, (f(volts, msg + h) - f(volts, msg - h)) / (2 * h), rtol=1e-5, atol=1e-8)
+        assert np.std(d_v) > 0   # nonlinear: the partial varies over neurons and frames
 
 
 def test_rollout_matches_manual_loop():

@@ -73,7 +73,9 @@ def test_w_init_modes():
 def test_regularizers_against_numpy():
     conn, graph = _toy_graph()
     cfg = load_config(None, {"training.coeff_W_L2": 1e-3, "training.coeff_g_phi_weight_L2": 0.01,
-                             "training.coeff_W_L1_rate": 0.0, "training.coeff_f_theta_weight_L1_rate": 0.0})
+                             "training.coeff_W_L1_rate": 0.0, "training.coeff_f_theta_weight_L1_rate": 0.0,
+                             "training.g_phi_weight_L1_annealing": "exponential",
+                             "training.coeff_g_phi_weight_L1_rate": 0.0, "training.g_phi_diff_perturbation": "additive"})
     c = coefficients(cfg.training, 0)
     spec = _spec(conn)
     params = _randomize(M.init(jax.random.PRNGKey(0), spec), jax.random.PRNGKey(1))
@@ -97,6 +99,11 @@ def test_regularizers_against_numpy():
     assert terms["g_phi_diff"] == pytest.approx(expect_diff, rel=1e-4, abs=1e-6)
     expect_norm = 0.9 * np.sqrt(((g2(np.full_like(v, 2 * xnorm)) - 2 * xnorm) ** 2).sum())
     assert terms["g_phi_norm"] == pytest.approx(expect_norm, rel=1e-5)
+    # the Node-21 default: multiplicative perturbation v * 1.05
+    node21 = regularizers(params, spec, v0, xnorm, coefficients(load_config().training, 0))
+    expect_mult = 750 * np.sqrt((np.maximum(g2(v) - g2(v * 1.05), 0) ** 2).sum())
+    assert node21["g_phi_diff"] == pytest.approx(expect_mult, rel=1e-4, abs=1e-6)
+    assert expect_mult != pytest.approx(expect_diff, rel=1e-2)
 
 
 def test_annealing_and_safe_norm():
@@ -108,7 +115,12 @@ def test_annealing_and_safe_norm():
     node21 = load_config().training
     c0, c2 = coefficients(node21, 0), coefficients(node21, 2)
     assert float(c0.W_L1) == 0.0 and float(c0.f_theta_weight_L1) == 0.0
-    assert float(c0.g_phi_weight_L1) == pytest.approx(0.29) and float(c0.f_theta_weight_L2) == pytest.approx(0.001)
+    # g_phi L1 in the Node-21 code's form 1 - exp(-rate**epoch): 0.29 (1 - 1/e) = 0.183 in epoch 0
+    assert float(c0.g_phi_weight_L1) == pytest.approx(0.29 * (1 - np.exp(-1.0)), rel=1e-6)
+    assert float(c2.g_phi_weight_L1) == pytest.approx(0.29 * (1 - np.exp(-0.25)), rel=1e-6)
+    assert float(c0.f_theta_weight_L2) == pytest.approx(0.001) and float(c0.W_L2) == pytest.approx(2.5e-6)
+    later = load_config(None, {"training.g_phi_weight_L1_annealing": "exponential"}).training
+    assert float(coefficients(later, 0).g_phi_weight_L1) == 0.0
     assert float(c2.f_theta_weight_L1) == pytest.approx(0.5 * (1 - np.exp(-0.8)), rel=1e-5)
     assert float(c2.W_L1) == pytest.approx(3.5e-5 * (1 - np.exp(-1.0)), rel=1e-5)
     grad = jax.grad(lambda x: l2(x))(jnp.zeros(3))

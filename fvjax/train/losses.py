@@ -26,6 +26,8 @@ class Coefficients(NamedTuple):
     f_theta_weight_L2: jax.Array
     g_phi_diff: jax.Array
     g_phi_norm: jax.Array
+    diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
+    diff_shift: jax.Array = 0.0
 
 
 def annealing(rate: float, epoch: int) -> float:
@@ -33,18 +35,37 @@ def annealing(rate: float, epoch: int) -> float:
     return float(1.0 - np.exp(-rate * epoch)) if rate > 0 else 1.0
 
 
+def power_annealing(rate: float, epoch: int) -> float:
+    """1 - exp(-rate ** epoch): the Node-21 code's g_phi L1 form (1 - 1/e = 0.632 in epoch 0, then
+    falling for rate < 1), kept to reproduce the recipe that made the seed-000 baseline."""
+    return float(1.0 - np.exp(-(rate**epoch)))
+
+
+ANNEALING = {"exponential": annealing, "power": power_annealing}
+
+
 def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
-    """Weights for ``epoch``. The six weight penalties are annealed by ``regul_annealing_rate``;
-    W_L1 and f_theta's L1 by their own rates (``coeff_W_L1_rate``, ``coeff_f_theta_weight_L1_rate``)."""
+    """Weights for ``epoch``. W_L2 and the L2 weight penalties are annealed by ``regul_annealing_rate``
+    (the later reference's single rate); W_L1, f_theta's L1 and g_phi's L1 by their own rates instead
+    (``coeff_W_L1_rate``, ``coeff_f_theta_weight_L1_rate``, ``coeff_g_phi_weight_L1_rate`` in the form
+    ``g_phi_weight_L1_annealing``), as in the Node-21 code."""
     anneal = annealing(cfg.regul_annealing_rate, epoch)
+    g_l1 = ANNEALING[cfg.g_phi_weight_L1_annealing](cfg.coeff_g_phi_weight_L1_rate, epoch)
     f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     return Coefficients(
         W_L1=f(cfg.coeff_W_L1 * annealing(cfg.coeff_W_L1_rate, epoch)), W_L2=f(cfg.coeff_W_L2 * anneal),
-        g_phi_weight_L1=f(cfg.coeff_g_phi_weight_L1 * anneal), g_phi_weight_L2=f(cfg.coeff_g_phi_weight_L2 * anneal),
+        g_phi_weight_L1=f(cfg.coeff_g_phi_weight_L1 * g_l1),
+        g_phi_weight_L2=f(cfg.coeff_g_phi_weight_L2 * anneal),
         f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * annealing(cfg.coeff_f_theta_weight_L1_rate, epoch)),
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
+        **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
     )
+
+
+# g_phi_diff's comparison point v1 = scale v + shift max(xnorm, 1e-6), per perturbation form
+PERTURBATION = {"multiplicative": lambda delta: (1.0 + delta, 0.0),   # Node 21: v (1 + delta)
+                "additive": lambda delta: (1.0, delta)}              # later reference: v + delta xnorm
 
 
 def l2(x):
@@ -71,7 +92,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     """
     a = jax.lax.stop_gradient(params["a"])
     v0 = jax.lax.stop_gradient(v0)
-    delta = 0.05 * jnp.maximum(xnorm, 1e-6)
+    v1 = c.diff_scale * v0 + c.diff_shift * jnp.maximum(xnorm, 1e-6)
     terms = {
         "W_L1": c.W_L1 * l1(M.weights(params, spec)),
         "W_L2": c.W_L2 * l2(M.weights(params, spec)),
@@ -80,14 +101,14 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     }
     if not spec.pairwise:
         m0 = M.edge_function(params, spec, v0, a)
-        m1 = M.edge_function(params, spec, v0 + delta, a)
+        m1 = M.edge_function(params, spec, v1, a)
         terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(m0 - m1))
         ref = jnp.full_like(v0, 2.0 * xnorm)
         terms["g_phi_norm"] = c.g_phi_norm * l2(M.edge_function(params, spec, ref, a) - 2.0 * xnorm)
     else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
         def g_b(v_src):
             return M.pair_edge_function(params, spec, v0, v_src, a, a)
-        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v0 + delta)))
+        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v1)))
         terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
     return terms
 
