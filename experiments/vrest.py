@@ -120,6 +120,16 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+    from fvjax.pipeline import RunMismatch
+
+    try:
+        return _run_seeds(args, cfg, seeds)
+    except RunMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
     results = {}
     if args.jobs > 1 and len(seeds) > 1:
         from fvjax.pipeline import run_many

@@ -42,6 +42,8 @@ class SimulationConfig:
                                             "or n_frames // 8 for generated stimuli")
     delta_t: float = _opt(0.02, lo=1e-5, hi=1.0, doc="Euler step [s]")
     noise_model_level: float = _opt(0.05, lo=0.0, doc="process noise std added to v after each step")
+    measurement_noise_level: float = _opt(0.0, lo=0.0, doc="sigma_m: training reads v + n(t) and the noisy "
+                                                           "derivative (the later reference); 0 in Node 21")
     tau_clamp: bool = _opt(False, doc="use max(tau, dt) like flyvis (True) or raw tau like flyvis-gnn")
     steady_state_time: float = _opt(2.0, lo=0.0, doc="grey pre-roll [s] giving the initial state")
     grey: float = _opt(0.5, lo=0.0, hi=1.0, doc="luminance of the pre-roll")
@@ -220,7 +222,7 @@ class Config:
 INERT_KEYS = {
     "": {"config_file", "data_folder_name", "connectome_folder_name", "plotting", "claude", "zarr"},
     "simulation": {"connectivity_file", "adjacency_matrix", "params", "baseline_value", "start_frame",
-                   "model_id", "ensemble_id", "derivative_smoothing_window", "measurement_noise_level",
+                   "model_id", "ensemble_id",
                    "n_extra_null_edges", "null_edges_mode", "edge_removal_ratio", "edge_removal_mode",
                    "edge_removal_seed", "ablation_ratio", "ablation_seed", "max_train_sequences",
                    "blank_freq", "simulation_initial_state", "noise_visual_input",
@@ -247,6 +249,7 @@ RENAMED = {
 
 # reference features fvjax does not implement: accepted only at their "off" value
 UNSUPPORTED_UNLESS = {
+    "simulation": {"derivative_smoothing_window": (1,)},
     "graph_model": {"omega_f_learning": (False,)},
     "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,),
                  "coeff_update_u_diff": (0,), "coeff_update_msg_diff": (0,), "coeff_f_theta_linearity": (0,),

@@ -5,6 +5,7 @@ Works for flyvis and synthetic datasets; experiments are thin wrappers around :f
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,44 @@ def network(data: Dataset, cfg: Config):
     return conn, data.ground_truth(conn), graph
 
 
+# simulation keys that do not change the files on disk (measurement noise is drawn at training time)
+TRAINING_SIDE = ("chunk_frames", "measurement_noise_level")
+
+
+class RunMismatch(ValueError):
+    """A run folder was started with other settings than the ones it is asked to continue with."""
+
+
+# keys that change neither the data, nor the model, nor what training computes
+BOOKKEEPING = {"simulation": ("chunk_frames",), "training": ("steps_per_call", "eval_every")}
+
+
+def settings_diff(stored: dict, wanted: dict) -> list[str]:
+    """Dotted keys of the simulation, graph_model and training sections that differ (both sides
+    filled with today's defaults, so folders written before a key existed still compare)."""
+    a, b = to_dict(from_dict(stored)), to_dict(from_dict(wanted))
+    return sorted(f"{sec}.{k}" for sec in ("simulation", "graph_model", "training")
+                  for k in set(a[sec]) | set(b[sec])
+                  if a[sec].get(k) != b[sec].get(k) and k not in BOOKKEEPING.get(sec, ()))
+
+
+def check_run_settings(cfg: Config, run_dir: Path) -> None:
+    """Refuse to continue a run folder whose config.yaml differs from ``cfg`` (nothing is written)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    import yaml
+
+    stored = yaml.safe_load(path.read_text()) or {}
+    wanted = to_dict(cfg)
+    wanted.pop("ignored", None)
+    differ = settings_diff({k: v for k, v in stored.items() if k != "ignored"}, wanted)
+    if differ:
+        raise RunMismatch(f"{run_dir} holds a run started with other settings ({', '.join(differ)}); its results "
+                          f"would be reported under the new ones. Use another run folder (--out) for the new "
+                          f"settings, or delete {run_dir} to start over")
+
+
 def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Dataset:
     """Generate the dataset unless ``data_dir`` holds one made with the same ``simulation`` section
     (a different one is an error naming the keys, never silently reused)."""
@@ -42,7 +81,7 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Datase
     # filled with today's defaults, so datasets written before a key existed still match
     stored = to_dict(from_dict({"simulation": data.manifest["config"]["simulation"]}))["simulation"]
     wanted = to_dict(cfg)["simulation"]
-    differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k) and k != "chunk_frames")
+    differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k) and k not in TRAINING_SIDE)
     if differ:
         raise ValueError(f"{data_dir} was generated with different simulation settings ({', '.join(differ)}); "
                          f"delete it or use another run folder")
@@ -60,8 +99,11 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     from .train import fit, model_spec
 
     run_dir = Path(run_dir)
+    check_run_settings(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, run_dir / "config.yaml")
+    tmp = run_dir / "config.yaml.tmp"
+    dump_config(cfg, tmp)
+    os.replace(tmp, run_dir / "config.yaml")
     started = time.time()
     data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress)
     nodes, gt, graph = network(data, cfg)

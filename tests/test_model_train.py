@@ -284,3 +284,26 @@ def test_flyvis_B_variant():
 
         slopes = MT.g_phi_slopes(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))
         assert slopes.shape == (conn.n_nodes,) and np.isfinite(np.asarray(slopes)).all()
+
+
+def test_measurement_noise_batches():
+    """sigma_m > 0: the one-step batch reads v(t) + n(t) and targets y(t) + (n(t+1) - n(t)) / dt, with
+    n(t) the same sample every time frame t is read; windows get n on every frame; sigma_m = 0 is a no-op."""
+    from fvjax.train.step import measurement_noise, noisy_batch
+
+    n, dt = 5, 0.02
+    rng = np.random.default_rng(0)
+    batch = Batch(jnp.asarray(rng.normal(size=(2, n)), jnp.float32), jnp.asarray(rng.normal(size=(2, n)), jnp.float32),
+                  jnp.zeros((2, 1)), jnp.asarray([3, 10], jnp.int32))
+    sc = StepConfig(dt=dt, measurement_noise=0.1, measurement_seed=4)
+    noisy = noisy_batch(batch, sc)
+    n3, n4, n10, n11 = (np.asarray(measurement_noise(4, jnp.asarray(t), n, 0.1)) for t in (3, 4, 10, 11))
+    np.testing.assert_allclose(noisy.voltage, np.stack([batch.voltage[0] + n3, batch.voltage[1] + n10]), rtol=1e-6)
+    np.testing.assert_allclose(noisy.target, np.stack([batch.target[0] + (n4 - n3) / dt,
+                                                       batch.target[1] + (n11 - n10) / dt]), rtol=1e-5, atol=1e-5)
+    assert 0.05 < np.std(np.concatenate([n3, n4, n10, n11])) < 0.2 and not np.allclose(n3, n4)
+    seq = SeqBatch(jnp.zeros((1, 3, n)), jnp.zeros((1, 2, 1)), jnp.asarray([10], jnp.int32))
+    np.testing.assert_allclose(noisy_batch(seq, sc).voltage[0, 1], n11, rtol=1e-6)
+    assert noisy_batch(batch, StepConfig()) is batch
+    other_seed = np.asarray(measurement_noise(5, jnp.asarray(3), n, 0.1))
+    assert not np.allclose(other_seed, n3)

@@ -91,7 +91,8 @@ def step_config(cfg: Config, epoch: int) -> StepConfig:
     ode = None
     if windowed and tr.neural_ODE_training:
         ode = ODEConfig(tr.ode_method, tr.ode_rtol, tr.ode_atol, tr.ode_adjoint, tr.ode_state_clamp)
-    return StepConfig(windowed, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent, ode)
+    return StepConfig(windowed, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent, ode,
+                      cfg.simulation.measurement_noise_level, cfg.simulation.seed)
 
 
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,

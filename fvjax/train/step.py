@@ -28,6 +28,35 @@ class StepConfig(NamedTuple):
     noise_recurrent_level: float = 0.0
     multi_start: bool = False
     ode: ODEConfig | None = None     # neural-ODE training over the window (instead of Euler unrolls)
+    measurement_noise: float = 0.0   # sigma_m: training sees v + n(t) and y + (n(t+1) - n(t)) / dt
+    measurement_seed: int = 0        # the simulation seed; n(t) comes from its measurement stream
+
+
+MEASUREMENT_STREAM = 0x6D6E   # fold_in tag of the measurement-noise stream of a simulation seed
+
+
+def measurement_noise(seed: int, frames, n_nodes: int, sigma: float, dtype=jnp.float32):
+    """Measurement noise n(t) (frames.shape + (N,)) of training frame t: a fixed function of the seed
+    and the frame, so every read of frame t sees the same sample (as if it had been stored)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), MEASUREMENT_STREAM)
+    flat = jnp.reshape(frames, (-1,))
+    draw = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (n_nodes,), dtype))(flat)
+    return sigma * draw.reshape(tuple(jnp.shape(frames)) + (n_nodes,))
+
+
+def noisy_batch(batch: Batch | SeqBatch, sc: StepConfig):
+    """The batch as a noisy recording sees it (the later reference's measurement noise): voltages
+    plus n(t); one-step targets become the noisy derivative y + (n(t+1) - n(t)) / dt."""
+    if sc.measurement_noise <= 0:
+        return batch
+    n_nodes = batch.voltage.shape[-1]
+    if isinstance(batch, SeqBatch):   # windows v(k) ... v(k + S)
+        frames = batch.frame[:, None] + jnp.arange(batch.voltage.shape[1])
+        return batch._replace(voltage=batch.voltage + measurement_noise(sc.measurement_seed, frames, n_nodes,
+                                                                        sc.measurement_noise))
+    noise = measurement_noise(sc.measurement_seed, batch.frame[:, None] + jnp.arange(2), n_nodes, sc.measurement_noise)
+    return batch._replace(voltage=batch.voltage + noise[:, 0],
+                          target=batch.target + (noise[:, 1] - noise[:, 0]) / sc.dt)
 
 
 def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
@@ -35,6 +64,7 @@ def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainSt
 
 
 def _loss(params, spec, graph, batch, xnorm, coeffs, key, sc: StepConfig):
+    batch = noisy_batch(batch, sc)
     if sc.ode is not None:
         return ode_loss(params, spec, graph, batch, xnorm, coeffs, key, sc.dt, sc.noise_recurrent_level, sc.ode)
     if sc.recurrent:
