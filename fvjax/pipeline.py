@@ -134,9 +134,6 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
 def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) -> None:
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     from . import plots
 
     out = run_dir / "plots"
@@ -157,7 +154,6 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
         with open(run_dir / "metrics_during.csv") as fh:
             during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
-    matplotlib.pyplot.close("all")
 
 
 def _pin_worker(counter, jobs: int) -> None:

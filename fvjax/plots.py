@@ -1,10 +1,19 @@
-"""Figures (matplotlib, Agg-safe; every function returns the Figure and never calls show())."""
+"""Figures (matplotlib): every function returns a pyplot-free Figure; never calls show(), never changes
+the backend, never closes the user's figures."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .connectome import Connectome
+
+
+def _figure(figsize):
+    """A Figure not registered with pyplot: no global backend switch, nothing to close, safe in
+    notebooks and headless runs alike (``fig.savefig`` works on its own)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 DEFAULT_TYPES = ("R1", "L1", "Mi1", "Tm3", "T4a", "T5a")
 
@@ -20,10 +29,10 @@ def activity_overview(conn: Connectome, luminance: np.ndarray, voltage: np.ndarr
 
     ``luminance``: (T, n_hex); ``voltage``: (T, N).
     """
-    import matplotlib.pyplot as plt
 
     frame = len(luminance) // 2 if frame is None else frame
-    fig, (ax_hex, ax_tr) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
+    fig = _figure((10, 3.6))
+    (ax_hex, ax_tr) = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.4]})
     x, y = hex_positions(conn.hex_u, conn.hex_v)
     ax_hex.scatter(x, y, c=luminance[frame], cmap="gray", vmin=0, vmax=1, s=38, marker="h")
     ax_hex.set_aspect("equal")
@@ -44,9 +53,9 @@ def activity_overview(conn: Connectome, luminance: np.ndarray, voltage: np.ndarr
 
 def recovery_panel(gt_W, W_star, gt_tau, tau_hat, gt_vrest, vrest_hat, metrics: dict):
     """Learned vs true: corrected W (edges), tau and V_rest (neurons)."""
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig = _figure((12, 3.8))
+    axes = fig.subplots(1, 3)
     panels = [(gt_W, W_star, "W", metrics.get("connectivity_R2")), (gt_tau, tau_hat, "tau", metrics.get("tau_R2")),
               (gt_vrest, vrest_hat, "V_rest", metrics.get("V_rest_R2"))]
     for ax, (true, learned, name, r2) in zip(axes, panels):
@@ -61,9 +70,9 @@ def recovery_panel(gt_W, W_star, gt_tau, tau_hat, gt_vrest, vrest_hat, metrics: 
 
 
 def embedding_plot(a, node_type, n_types: int):
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = _figure((5, 4.5))
+    ax = fig.subplots()
     a = np.asarray(a)
     ax.scatter(a[:, 0], a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)), c=node_type,
                cmap="nipy_spectral", vmin=0, vmax=n_types - 1, s=2, rasterized=True)
@@ -76,10 +85,12 @@ def embedding_plot(a, node_type, n_types: int):
 
 def function_curves(g_curves, f_curves, grid, node_type, n_types: int):
     """g_phi(v, a_i)^2 and f_theta(v, a_i, 0, 0) for one neuron per type; curves (n_types, P)."""
-    import matplotlib.pyplot as plt
 
-    fig, (ax_g, ax_f) = plt.subplots(1, 2, figsize=(10, 3.8))
-    cmap = plt.get_cmap("nipy_spectral")
+    fig = _figure((10, 3.8))
+    (ax_g, ax_f) = fig.subplots(1, 2)
+    from matplotlib import colormaps
+
+    cmap = colormaps["nipy_spectral"]
     for t in range(n_types):
         ax_g.plot(grid, g_curves[t], color=cmap(t / max(n_types - 1, 1)), lw=0.8)
         ax_f.plot(grid, f_curves[t], color=cmap(t / max(n_types - 1, 1)), lw=0.8)
@@ -92,9 +103,9 @@ def function_curves(g_curves, f_curves, grid, node_type, n_types: int):
 
 
 def loss_curves(history: list[dict], during: list[dict] | None = None):
-    import matplotlib.pyplot as plt
 
-    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = _figure((10, 3.6))
+    (ax_l, ax_m) = fig.subplots(1, 2)
     wall = [h["wall_s"] for h in history]
     for key in ("data", "W_L1", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight"):
         if history and key in history[0]:

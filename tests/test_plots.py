@@ -1,10 +1,6 @@
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-
-from fvjax.plots import DEFAULT_TYPES, activity_overview, hex_positions  # noqa: E402
+from fvjax.plots import DEFAULT_TYPES, activity_overview, hex_positions
 
 
 def test_activity_overview(conn, tmp_path):
@@ -27,3 +23,17 @@ def test_hex_positions_are_regular():
     d1 = np.hypot(x[1] - x[0], y[1] - y[0])
     d2 = np.hypot(x[2] - x[0], y[2] - y[0])
     assert np.isclose(d1, d2)
+
+
+def test_plots_leave_the_users_matplotlib_alone(conn, tmp_path):
+    """No backend switch, no figure registered with pyplot, the user's open figures untouched."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    mine = plt.figure()
+    backend, open_before = matplotlib.get_backend(), plt.get_fignums()
+    fig = activity_overview(conn, np.zeros((4, 217)), np.zeros((4, conn.n_nodes)))
+    fig.savefig(tmp_path / "y.png")
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == open_before
+    assert plt.fignum_exists(mine.number)
+    plt.close(mine)
