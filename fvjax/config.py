@@ -159,6 +159,8 @@ class TrainingConfig:
     coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
+    coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "
+                                                          "no voltage-message coupling in f_theta (docs/training.md)")
     coeff_f_theta_weight_L1: float = _opt(0.5, lo=0.0)
     coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
     regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")

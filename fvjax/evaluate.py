@@ -103,7 +103,8 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
     if cluster:
         feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
-        out["cluster_accuracy"] = MT.cluster_accuracy(feats, conn.node_type, cluster_components)
+        rec["cluster_label"] = MT.cluster_labels(feats, cluster_components)
+        out["cluster_accuracy"] = MT.matched_accuracy(conn.node_type, rec["cluster_label"])
     if spec.field == "visual":
         out.update(field_scores(params, spec, graph, data))
     out.update(test_scores(params, spec, graph, data, dt, max_test_frames))

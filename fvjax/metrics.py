@@ -175,15 +175,19 @@ def cluster_features(a, tau, v_rest, w_star, src, dst, n) -> np.ndarray:
     return np.column_stack([np.asarray(a), tau, v_rest, in_m, in_s, out_m, out_s])
 
 
-def cluster_accuracy(features, types, n_components: int = 100, seed: int = 42) -> float:
-    """GMM(full) clusters matched one-to-one to types (Hungarian); unmatched clusters count as errors."""
+def cluster_labels(features, n_components: int = 100, seed: int = 42) -> np.ndarray:
+    """GMM(full) cluster of every item (the reference's clustering of the recovered features)."""
     from sklearn.mixture import GaussianMixture
 
     features = np.nan_to_num(np.asarray(features, np.float64))
     n_components = min(n_components, len(features))
-    labels = GaussianMixture(n_components, covariance_type="full", random_state=seed,
-                             reg_covar=1e-6).fit_predict(features)
-    return matched_accuracy(types, labels)
+    return GaussianMixture(n_components, covariance_type="full", random_state=seed,
+                           reg_covar=1e-6).fit_predict(features)
+
+
+def cluster_accuracy(features, types, n_components: int = 100, seed: int = 42) -> float:
+    """GMM(full) clusters matched one-to-one to types (Hungarian); unmatched clusters count as errors."""
+    return matched_accuracy(types, cluster_labels(features, n_components, seed))
 
 
 def matched_accuracy(types, labels) -> float:

@@ -307,3 +307,46 @@ def test_measurement_noise_batches():
     assert noisy_batch(batch, StepConfig()) is batch
     other_seed = np.asarray(measurement_noise(5, jnp.asarray(3), n, 0.1))
     assert not np.allclose(other_seed, n3)
+
+
+def test_f_theta_interaction_zero_for_additive_and_hand_value():
+    """The coupling term vanishes for an f_theta without voltage-message coupling (a linear one) and
+    equals the hand-computed mixed difference for a ReLU one (float64 numpy)."""
+    from fvjax.train.losses import f_theta_interaction
+
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=8, hidden_dim_update=8,
+                           activation="none")
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), M.init(jax.random.PRNGKey(0), spec))
+        rng = np.random.default_rng(0)
+        v, m, e = (jnp.asarray(rng.normal(size=(1, conn.n_nodes))) for _ in range(3))
+        assert np.abs(np.asarray(f_theta_interaction(params, spec, v, m, e))).max() < 1e-12
+        spec = M.ModelSpec(n_nodes=conn.n_nodes, n_edges=conn.n_edges, hidden_dim=8, hidden_dim_update=8)
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), M.init(jax.random.PRNGKey(1), spec))
+        got = np.asarray(f_theta_interaction(params, spec, v, m, e))[0]
+        a = np.asarray(params["a"])
+
+        def f(vv, mm):
+            x = np.concatenate([np.asarray(vv)[0][:, None], a, np.asarray(mm)[0][:, None], np.asarray(e)[0][:, None]], 1)
+            for layer in params["f_theta"][:-1]:
+                x = np.maximum(x @ np.asarray(layer["w"]) + np.asarray(layer["b"]), 0)
+            return (x @ np.asarray(params["f_theta"][-1]["w"]) + np.asarray(params["f_theta"][-1]["b"]))[:, 0]
+
+        z = np.zeros_like(np.asarray(v))
+        np.testing.assert_allclose(got, f(v, m) - f(v, z) - f(z, m) + f(z, z), rtol=1e-9, atol=1e-12)
+        assert np.abs(got).max() > 1e-6
+
+
+def test_additivity_penalty_only_when_asked():
+    conn, graph = _toy_graph()
+    spec = _spec(conn)
+    params = _randomize(M.init(jax.random.PRNGKey(0), spec), jax.random.PRNGKey(1))
+    rng = np.random.default_rng(0)
+    batch = Batch(jnp.asarray(rng.normal(size=(2, conn.n_nodes)), jnp.float32),
+                  jnp.asarray(rng.normal(size=(2, conn.n_nodes)), jnp.float32),
+                  jnp.asarray(rng.uniform(size=(2, conn.n_inputs)), jnp.float32))
+    c = coefficients(load_config(None, {"training.coeff_f_theta_additive": 0.5}).training, 0)
+    _, off = one_step_loss(params, spec, graph, batch, 0.7, c)
+    _, on = one_step_loss(params, spec, graph, batch, 0.7, c, additive=True)
+    assert "f_theta_additive" not in off and float(on["f_theta_additive"]) > 0

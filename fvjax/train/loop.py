@@ -92,7 +92,8 @@ def step_config(cfg: Config, epoch: int) -> StepConfig:
     if windowed and tr.neural_ODE_training:
         ode = ODEConfig(tr.ode_method, tr.ode_rtol, tr.ode_atol, tr.ode_adjoint, tr.ode_state_clamp)
     return StepConfig(windowed, cfg.simulation.delta_t, tr.noise_recurrent_level, tr.multi_start_recurrent, ode,
-                      cfg.simulation.measurement_noise_level, cfg.simulation.seed)
+                      cfg.simulation.measurement_noise_level, cfg.simulation.seed,
+                      tr.coeff_f_theta_additive > 0)
 
 
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,

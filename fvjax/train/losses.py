@@ -26,6 +26,7 @@ class Coefficients(NamedTuple):
     f_theta_weight_L2: jax.Array
     g_phi_diff: jax.Array
     g_phi_norm: jax.Array
+    f_theta_additive: jax.Array = 0.0   # fvjax's own: see f_theta_interaction
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -59,6 +60,7 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * annealing(cfg.coeff_f_theta_weight_L1_rate, epoch)),
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
+        f_theta_additive=f(cfg.coeff_f_theta_additive),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
     )
 
@@ -141,11 +143,35 @@ def stimulus(params, spec, graph, recorded, frame):
     return M.visual_field(params, spec, graph, frames)
 
 
-def one_step_loss(params, spec, graph, batch: Batch, xnorm, c: Coefficients):
+def f_theta_interaction(params, spec, v, msg, e) -> jax.Array:
+    """f(v, m) - f(v, 0) - f(0, m) + f(0, 0) per neuron (a and e as given): the part of f_theta that
+    couples voltage and message. The true update (V_rest - v + msg + e) / tau has none, so it is
+    identically 0 there; a learned f_theta free to couple them can have any v-slope at msg = 0 — the
+    point the reference's tau, V_rest and W* probes evaluate — however well it fits the data."""
+    a = params["a"]
+    zero = jnp.zeros_like(v)
+
+    def f(vv, mm):
+        return M.update_function(params, spec, vv, a, mm, e)
+
+    return f(v, msg) - f(v, zero) - f(zero, msg) + f(zero, zero)
+
+
+def additivity_penalty(params, spec, graph, v, msg, stim, c: Coefficients) -> jax.Array:
+    """c ||f_theta_interaction||_2 on one frame (inputs detached: it shapes f_theta only)."""
+    e = M.node_stimulus(graph, stim, spec.n_nodes)
+    v, msg, e = (jax.lax.stop_gradient(x) for x in (v, msg, e))
+    return c.f_theta_additive * l2(f_theta_interaction(params, spec, v, msg, e))
+
+
+def one_step_loss(params, spec, graph, batch: Batch, xnorm, c: Coefficients, additive: bool = False):
+    """``||pred - y||_2`` + regularisers; ``additive`` (static) adds :func:`additivity_penalty`."""
     stim = stimulus(params, spec, graph, batch.stimulus, batch.frame)
-    pred, _ = M.apply(params, spec, graph, batch.voltage, stim)
+    pred, msg = M.apply(params, spec, graph, batch.voltage, stim)
     data = l2(pred - batch.target)
     terms = regularizers(params, spec, batch.voltage[0], xnorm, c)
+    if additive:
+        terms["f_theta_additive"] = additivity_penalty(params, spec, graph, batch.voltage[:1], msg[:1], stim[:1], c)
     return data + sum(terms.values()), {"data": data, **terms}
 
 

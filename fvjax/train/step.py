@@ -30,6 +30,7 @@ class StepConfig(NamedTuple):
     ode: ODEConfig | None = None     # neural-ODE training over the window (instead of Euler unrolls)
     measurement_noise: float = 0.0   # sigma_m: training sees v + n(t) and y + (n(t+1) - n(t)) / dt
     measurement_seed: int = 0        # the simulation seed; n(t) comes from its measurement stream
+    additive: bool = False           # add the f_theta additivity penalty (coeff_f_theta_additive > 0)
 
 
 MEASUREMENT_STREAM = 0x6D6E   # fold_in tag of the measurement-noise stream of a simulation seed
@@ -70,7 +71,7 @@ def _loss(params, spec, graph, batch, xnorm, coeffs, key, sc: StepConfig):
     if sc.recurrent:
         return recurrent_loss(params, spec, graph, batch, xnorm, coeffs, key, sc.dt,
                               sc.noise_recurrent_level, sc.multi_start)
-    return one_step_loss(params, spec, graph, batch, xnorm, coeffs)
+    return one_step_loss(params, spec, graph, batch, xnorm, coeffs, sc.additive)
 
 
 def train_step(state: TrainState, batch: Batch | SeqBatch, key, graph: M.Graph, xnorm,

@@ -1,0 +1,151 @@
+"""Finished (or running) run folders as Python objects: ``load_run`` and ``compare_runs``.
+
+    run = fvjax.load_run("runs/vrest/default_seed7")
+    run.metrics["connectivity_R2"], run.loss, run.during        # scalars, pandas DataFrames
+    run.per_type                                                  # one row per cell type
+    params = run.params()                                         # latest checkpoint (plain pytree)
+    fvjax.compare_runs(["runs/vrest/default_seed1", "runs/vrest/default_seed2"])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+PER_TYPE_COLUMNS = ("type", "n_neurons", "tau_true", "tau_learned", "V_rest_true", "V_rest_learned",
+                    "W_R2", "cluster", "cluster_share")
+
+
+@dataclass
+class Run:
+    """A run folder: its settings, metrics, curves and recovered parameters (read lazily)."""
+
+    path: Path
+    config: object = field(repr=False)
+
+    @cached_property
+    def metrics(self) -> dict:
+        """metrics.json ({} while the run has not been evaluated)."""
+        path = self.path / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @cached_property
+    def loss(self):
+        """loss.csv as a DataFrame (epoch, iteration, wall_s, one column per loss term)."""
+        return _csv(self.path / "loss.csv")
+
+    @cached_property
+    def during(self):
+        """metrics_during.csv as a DataFrame (R^2 values at the in-training checkpoints)."""
+        return _csv(self.path / "metrics_during.csv")
+
+    @cached_property
+    def recovered(self) -> dict:
+        """recovered.npz: per-neuron tau, V_rest, cluster label, per-edge corrected W, slopes, gains."""
+        path = self.path / "recovered.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run has not been evaluated yet")
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    @cached_property
+    def dataset(self):
+        from .data import load_dataset
+
+        return load_dataset(self.path / "data")
+
+    @cached_property
+    def nodes(self):
+        """The network's nodes (a Connectome for flyvis, the SyntheticNetwork otherwise)."""
+        from .pipeline import network
+
+        return network(self.dataset, self.config)[0]
+
+    @cached_property
+    def ground_truth(self):
+        from .pipeline import network
+
+        return network(self.dataset, self.config)[1]
+
+    def params(self):
+        """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec."""
+        from . import model as M
+        from .pipeline import network
+        from .train import init_state, make_optimizer, model_spec
+        from .train.checkpoint import latest_checkpoint, restore_checkpoint
+
+        ckpt = latest_checkpoint(self.path)
+        if ckpt is None:
+            raise FileNotFoundError(f"{self.path}/checkpoints holds no finished checkpoint yet")
+        graph = network(self.dataset, self.config)[2]
+        spec = model_spec(self.config, int(self.dataset.manifest["n_nodes"]), int(graph.src.shape[0]))
+        import jax
+
+        like = init_state(M.init(jax.random.PRNGKey(0), spec), make_optimizer(self.config.training))
+        state, _ = restore_checkpoint(ckpt, like)
+        return state.params, spec
+
+    @cached_property
+    def per_type(self):
+        """One row per cell type: true and learned tau and V_rest (median over the type's neurons),
+        the R^2 of the corrected W into the type, and the cluster most of its neurons landed in with
+        that cluster's share of them."""
+        import pandas as pd
+
+        rec, nodes, gt = self.recovered, self.nodes, self.ground_truth
+        types = np.asarray(nodes.node_type)
+        names = list(getattr(nodes, "type_names", [f"type {t}" for t in range(nodes.n_types)]))
+        w_r2 = rec.get("W_R2_per_target_type", np.full(len(names), np.nan))
+        rows = []
+        for t, name in enumerate(names):
+            mine = types == t
+            labels = rec["cluster_label"][mine] if "cluster_label" in rec else np.array([-1])
+            values, counts = np.unique(labels, return_counts=True)
+            rows.append((name, int(mine.sum()), float(np.median(gt.tau[mine])), float(np.median(rec["tau"][mine])),
+                         float(np.median(gt.V_rest[mine])), float(np.median(rec["V_rest"][mine])),
+                         float(w_r2[t]), int(values[counts.argmax()]), float(counts.max() / counts.sum())))
+        return pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
+
+
+def _csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run folder written by ``fvjax.pipeline.run`` / ``experiments.vrest``."""
+    from .config import from_dict
+
+    import yaml
+
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.yaml)")
+    data = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    data.pop("ignored", None)
+    return Run(path, from_dict(data))
+
+
+SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_data", "V_rest_R2",
+                   "V_rest_R2_data", "cluster_accuracy", "test_R2", "test_pearson", "training_time_min")
+
+
+def compare_runs(paths, metrics: tuple[str, ...] = SUMMARY_METRICS):
+    """(table, summary): one row per run (its folder name, seed and metrics), and mean / std / n of
+    each metric over the runs that have it."""
+    import pandas as pd
+
+    rows = []
+    for p in paths:
+        run = load_run(p)
+        rows.append({"run": run.path.name, "seed": run.config.simulation.seed,
+                     **{k: run.metrics.get(k, np.nan) for k in metrics}})
+    table = pd.DataFrame(rows)
+    numeric = table[[k for k in metrics if k in table]].astype(float)
+    summary = pd.DataFrame({"mean": numeric.mean(), "std": numeric.std(ddof=0), "n": numeric.count()})
+    return table, summary
