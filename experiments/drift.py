@@ -1,55 +1,10 @@
-"""How the recovered connectivity changes over training: per target cell type, the gain of the
-corrected W* against the true W, the raw W's gain, the target factor msg_gain / -f_slope, and the
-share of the connectivity fit's squared error, at every in-training checkpoint of a run.
+"""`python -m experiments.drift` from the repository root; the program lives in fvjax.experiments.drift
+(also `fvjax drift` once installed)."""
 
-    python -m experiments.drift runs/vrest/default_seed7            # prints the table, writes drift.json
-
-Needs ``RUN/during/recovered_*.npz`` (written by every run since 2026-12-01) and ``RUN/data``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-import numpy as np
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.drift", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run folder")
-    p.add_argument("--top", type=int, default=8, help="target types listed (largest error share at the end)")
-    args = p.parse_args(argv)
-    run = Path(args.run)
-    files = sorted((run / "during").glob("recovered_*.npz"))
-    if not files or not (run / "data" / "manifest.json").is_file():
-        print(f"error: {run} has no during/recovered_*.npz or no data/ folder; run a training there first",
-              file=sys.stderr)
-        return 2
-    from fvjax.connectome import build_connectome
-    from fvjax.data import load_dataset
-    from fvjax.diagnostics import drift_table
-
-    data = load_dataset(run / "data")
-    conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
-    gt = data.ground_truth(conn)
-    snaps = {int(f.stem.split("_")[-1]): dict(np.load(f)) for f in files}
-    table = drift_table(snaps, gt.W, conn.edge_src, conn.edge_dst, conn.node_type, list(conn.type_names))
-    (run / "drift.json").write_text(json.dumps(table, indent=1))
-    last = table[max(table)]["per_type"]
-    top = sorted(last, key=lambda t: -last[t]["error_share"])[:args.top]
-    print("iteration  conn_R2  gain IQR (25/50/75)      " + "  ".join(f"{t:>14s}" for t in top))
-    for it, row in table.items():
-        q = row["gain_spread_iqr"]
-        cells = "  ".join(f"{row['per_type'][t]['gain_W_star']:6.2f}/{row['per_type'][t]['error_share']:5.1%}"
-                          for t in top)
-        print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
-    print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
-    return 0
-
+from fvjax.experiments.drift import *  # noqa: F401,F403
+from fvjax.experiments.drift import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ def _opt(default, *, lo=None, hi=None, choices=None, doc=""):
     return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
 
 
-VISUAL_INPUTS = ("natural", "DAVIS", "gratings", "bars", "flashes", "noise", "mixed")
+VISUAL_INPUTS = ("natural", "scenes", "DAVIS", "gratings", "bars", "flashes", "noise", "mixed")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class SimulationConfig:
     center_crop_fraction: float = _opt(0.6, lo=0.01, hi=1.0)
     sequence_frames: tuple[int, int] = _opt((50, 80), doc="length range of generated sequences")
     noise_hold_frames: int = _opt(1, lo=1, doc="white-noise stimulus: frames each value is held")
+    scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
+    scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
     # flyvis: reference consistency checks (must match the built network when given);
     # synthetic: the network's size (None = 1000 neurons, 4 types, 0 driven neurons)

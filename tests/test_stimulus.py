@@ -131,7 +131,7 @@ def test_davis_through_config(tmp_path):
     assert test.shape == (8 * 5, 217)  # one pass over the test video's 8 variants
 
 
-@pytest.mark.parametrize("kind", ["natural", "gratings", "bars", "flashes", "noise", "mixed"])
+@pytest.mark.parametrize("kind", ["natural", "scenes", "gratings", "bars", "flashes", "noise", "mixed"])
 def test_generated_sources(kind):
     cfg = load_config(None, {"simulation.visual_input_type": kind, "simulation.n_frames": 120,
                              "simulation.n_test_frames": 60})

@@ -13,23 +13,29 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SimulationConfig
-from . import davis, movies
+from . import davis, movies, scenes
 
-GENERATED = ("natural", "gratings", "bars", "flashes", "noise")
+MIXED = ("natural", "gratings", "bars", "flashes", "noise")  # what `mixed` draws from (unchanged: data reproduce)
+GENERATED = MIXED + ("scenes",)
 
 
 def _generated(kind: str, split: str, rng: np.random.Generator, cfg: SimulationConfig) -> Iterator[np.ndarray]:
     images = movies.NATURAL_IMAGES[:12] if split == "train" else movies.NATURAL_TEST_IMAGES
     loaded: dict[str, np.ndarray] = {}
+
+    def load(name: str) -> np.ndarray:
+        if name not in loaded:
+            loaded[name] = movies.load_natural_image(name)
+        return loaded[name]
+
     lo, hi = cfg.sequence_frames
     while True:
-        this = kind if kind != "mixed" else GENERATED[int(rng.integers(len(GENERATED)))]
+        this = kind if kind != "mixed" else MIXED[int(rng.integers(len(MIXED)))]
         n = int(rng.integers(lo, hi + 1))
         if this == "natural":
-            name = images[int(rng.integers(len(images)))]
-            if name not in loaded:
-                loaded[name] = movies.load_natural_image(name)
-            yield movies.natural_sequence(loaded[name], rng, n, cfg.extent)
+            yield movies.natural_sequence(load(images[int(rng.integers(len(images)))]), rng, n, cfg.extent)
+        elif this == "scenes":
+            yield scenes.scene_sequence(rng, n, split, cfg.extent, load, cfg.scene_objects, cfg.scene_augment)
         elif this == "gratings":
             yield movies.grating_sequence(rng, n, cfg.extent, dt=cfg.delta_t)
         elif this == "bars":

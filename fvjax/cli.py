@@ -1,0 +1,93 @@
+"""The ``fvjax`` console command (installed with the package; works from any directory).
+
+    fvjax vrest --seed 7                 # the V_rest experiment (python -m experiments.vrest)
+    fvjax generate --out data/x          # a dataset only
+    fvjax synthetic | understand | explore | drift ...
+    fvjax show RUN                       # metrics and the per-cell-type table of a run
+    fvjax compare RUN [RUN ...]          # one table across runs, mean +- std per metric
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.synthetic",
+            "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
+            "drift": "fvjax.experiments.drift", "generate": "fvjax.generate"}
+
+
+def show(argv: list[str]) -> int:
+    """Print a run's headline metrics and its per-cell-type table."""
+    import argparse
+
+    from .runs import SUMMARY_METRICS, load_run
+
+    p = argparse.ArgumentParser(prog="fvjax show", description="metrics and per-cell-type table of a run")
+    p.add_argument("run")
+    p.add_argument("--csv", help="also write the per-type table to this CSV file")
+    args = p.parse_args(argv)
+    try:
+        run = load_run(args.run)
+        table = run.per_type
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for key in SUMMARY_METRICS:
+        if key in run.metrics:
+            print(f"{key:22s} {run.metrics[key]:.4f}")
+    with _wide_pandas():
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
+def compare(argv: list[str]) -> int:
+    import argparse
+
+    from .runs import compare_runs
+
+    p = argparse.ArgumentParser(prog="fvjax compare", description="one table across runs, mean +- std")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    args = p.parse_args(argv)
+    try:
+        table, summary = compare_runs(args.runs)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with _wide_pandas():
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print()
+        print(summary.to_string(float_format=lambda x: f"{x:.3f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
+def _wide_pandas():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 50)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = sorted([*PROGRAMS, "show", "compare"])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name == "show":
+        return show(rest)
+    if name == "compare":
+        return compare(rest)
+    if name not in PROGRAMS:
+        print(f"error: unknown command {name!r}; commands: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    return import_module(PROGRAMS[name]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""V_rest recovery experiment (seed 000): regenerate data with a seed, train, evaluate.
+
+    python -m experiments.vrest --seed 7                       # default preset (< 30 min on 2 cores)
+    python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2
+    python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
+    python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
+    python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
+
+Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
+checkpoints/, metrics.json, analysis.log, recovered.npz, plots/*.png. Re-running the same command
+resumes (finished data and checkpoints are reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fvjax.config import ConfigError, Config, load_config
+from fvjax.generate import parse_sets
+
+# The locked "Node 21" recipe is fvjax's training default (fvjax.config.TrainingConfig).
+PRESETS = {
+    "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
+    # fits in ~30 min on 2 CPU cores, data generation and evaluation included (see docs/results.md)
+    "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 40000},
+}
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return seeds
+
+
+def build_config(args) -> Config:
+    overrides = dict(PRESETS[args.preset])
+    knobs = {"recurrent": "training.recurrent_training", "time_step": "training.time_step",
+             "noise_recurrent_level": "training.noise_recurrent_level",
+             "lr_update": "training.learning_rate_update_start", "W_L2": "training.coeff_W_L2",
+             "grad_clip_W": "training.grad_clip_W", "n_epochs": "training.n_epochs",
+             "n_iter": "training.n_iter", "n_frames": "simulation.n_frames", "lr": "training.lr",
+             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding"}
+    for arg, key in knobs.items():
+        value = getattr(args, arg)
+        if value is not None and value is not False:
+            overrides[key] = value
+    if args.two_phase:
+        overrides.update({"training.recurrent_training": True, "training.n_epochs": max(args.n_epochs or 2, 2),
+                          "training.recurrent_training_start_epoch": 1})
+    overrides.update(parse_sets(args.set))
+    return load_config(args.config, overrides)
+
+
+def seed_config(cfg: Config, seed: int) -> Config:
+    return cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
+
+
+def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> dict:
+    """Generate (or reuse) data, train (or resume), evaluate, plot. Returns the metrics."""
+    from fvjax.pipeline import run
+
+    return run(seed_config(cfg, seed), run_dir, progress=progress, header={"seed": seed})
+
+
+def _line(metrics: dict) -> str:
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in KEYS if k in metrics)
+
+
+KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
+        "training_time_min", "total_time_min")
+
+
+def summarize(results: dict[int, dict]) -> dict:
+    summary = {}
+    for key in KEYS:
+        vals = np.array([r[key] for r in results.values() if key in r], float)
+        if len(vals):
+            summary[key] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "n": int(len(vals))}
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.vrest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    g.add_argument("--seeds", type=str, help="several seeds, e.g. 1-8 or 1,3,5")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--out", default="runs/vrest", help="parent folder of the run folders")
+    p.add_argument("--config", help="YAML applied on top of the defaults (reference key names accepted)")
+    p.add_argument("--recurrent", action="store_true", help="training.recurrent_training")
+    p.add_argument("--time-step", dest="time_step", type=int, help="recurrent unroll length")
+    p.add_argument("--noise-recurrent-level", type=float)
+    p.add_argument("--lr-update", type=float, help="f_theta learning rate (learning_rate_update_start)")
+    p.add_argument("--W-L2", dest="W_L2", type=float, help="coeff_W_L2")
+    p.add_argument("--grad-clip-W", dest="grad_clip_W", type=float)
+    p.add_argument("--two-phase", action="store_true", help="one-step epoch, then recurrent epoch(s)")
+    p.add_argument("--n-epochs", type=int)
+    p.add_argument("--n-iter", type=int, help="iterations per epoch (overrides the preset)")
+    p.add_argument("--n-frames", type=int, help="training frames to generate")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lr-W", dest="lr_W", type=float)
+    p.add_argument("--lr-embedding", type=float)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
+                        "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+    from fvjax.pipeline import RunMismatch
+
+    try:
+        return _run_seeds(args, cfg, seeds)
+    except RunMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
+    results = {}
+    if args.jobs > 1 and len(seeds) > 1:
+        from fvjax.pipeline import run_many
+
+        tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
+                  "header": {"seed": s}} for s in seeds]
+        print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
+        metrics = run_many(tasks, args.jobs,
+                           on_result=lambda t, m: print(f"   seed {t['header']['seed']}: " + _line(m), flush=True))
+        results = dict(zip(seeds, metrics))
+    for seed in seeds if not results else []:
+        run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
+        print(f"== seed {seed} -> {run_dir}", flush=True)
+        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet)
+        print("   " + _line(results[seed]), flush=True)
+    if len(seeds) > 1:
+        summary = summarize(results)
+        path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
+        path.write_text(json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
+        for key, s in summary.items():
+            print(f"{key:20s} {s['mean']:.3f} +/- {s['std']:.3f} (n={s['n']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""load_run / compare_runs and the ``fvjax`` console command on tiny runs (from a temporary directory)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from fvjax.experiments import vrest
+
+    out = tmp_path_factory.mktemp("runs")
+    rc = vrest.main(["--seeds", "3-4", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
+                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
+                     "--set", "simulation.n_test_frames=40"])
+    assert rc == 0
+    return out / "default_seed3", out / "default_seed4"
+
+
+def test_load_run_per_type(two_runs):
+    import fvjax
+
+    run = fvjax.load_run(two_runs[0])
+    assert run.config.simulation.seed == 3 and run.config.simulation.ground_truth == "flyvis_000"
+    metrics = json.loads((two_runs[0] / "metrics.json").read_text())
+    assert run.metrics["connectivity_R2"] == metrics["connectivity_R2"]
+    assert list(run.loss["iteration"]) == [4, 8] and "connectivity_r2" in run.during
+    table = run.per_type
+    assert len(table) == 65 and table["n_neurons"].sum() == 13741
+    l1 = table.set_index("type").loc["L1"]
+    gt = np.load(os.path.join(os.path.dirname(fvjax.__file__), "groundtruth", "flyvis", "model_000.npz"))
+    assert l1["tau_true"] == pytest.approx(float(gt["tau_per_type"][8]))
+    i = run.nodes.node_type == 8
+    assert l1["tau_learned"] == pytest.approx(float(np.median(run.recovered["tau"][i])))
+    assert 0 < l1["cluster_share"] <= 1
+    params, spec = run.params()
+    assert params["W"].shape == (434112,) and spec.n_nodes == 13741
+
+
+def test_compare_runs(two_runs):
+    import fvjax
+
+    table, summary = fvjax.compare_runs(two_runs)
+    assert list(table["seed"]) == [3, 4]
+    vals = table["connectivity_R2"].to_numpy()
+    assert summary.loc["connectivity_R2", "mean"] == pytest.approx(vals.mean())
+    assert summary.loc["connectivity_R2", "std"] == pytest.approx(vals.std())
+    assert summary.loc["connectivity_R2", "n"] == 2
+
+
+def test_console_command_from_any_directory(two_runs, tmp_path):
+    exe = [sys.executable, "-m", "fvjax.cli"]
+    shown = subprocess.run([*exe, "show", str(two_runs[0]), "--csv", "t.csv"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "connectivity_R2" in shown.stdout and "Mi9" in shown.stdout and (tmp_path / "t.csv").is_file()
+    compared = subprocess.run([*exe, "compare", *map(str, two_runs)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    assert compared.returncode == 0 and "default_seed4" in compared.stdout and "mean" in compared.stdout
+    bad = subprocess.run([*exe, "show", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "not a run folder" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = subprocess.run([*exe, "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert unknown.returncode == 2 and "vrest" in unknown.stderr
