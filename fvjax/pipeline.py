@@ -154,6 +154,12 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
         with open(run_dir / "metrics_during.csv") as fh:
             during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
+    if hasattr(nodes, "type_names"):   # flyvis: the per-cell-type table and its figure
+        from .runs import load_run
+
+        table = load_run(run_dir).per_type
+        table.to_csv(run_dir / "per_type.csv", index=False)
+        plots.per_type_figure(table, metrics).savefig(out / "per_type.png", dpi=120)
 
 
 def _pin_worker(counter, jobs: int) -> None:

@@ -121,3 +121,47 @@ def loss_curves(history: list[dict], during: list[dict] | None = None):
     ax_m.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _robust_limits(*arrays, pad: float = 0.08):
+    """Shared axis limits from the 1st-99th percentiles, so a few outliers do not squash the rest."""
+    values = np.concatenate([np.asarray(a, float).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    lo, hi = np.percentile(values, [1, 99]) if len(values) else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    return lo - pad * span, hi + pad * span
+
+
+def per_type_figure(table, metrics: dict | None = None, n_labels: int = 6):
+    """Talk-ready per-cell-type summary of a run (``Run.per_type``): learned vs true tau and V_rest
+    (one point per type, identity line, the worst ``n_labels`` types named, robust limits) and the
+    R^2 of the corrected W into each type, sorted."""
+    metrics = metrics or {}
+    fig = _figure((15, 4.4))
+    ax_tau, ax_v, ax_w = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.8]})
+    for ax, key, unit, metric in ((ax_tau, "tau", " [s]", "tau_R2"), (ax_v, "V_rest", " [a.u.]", "V_rest_R2")):
+        true, learned = table[f"{key}_true"].to_numpy(float), table[f"{key}_learned"].to_numpy(float)
+        lo, hi = _robust_limits(true, learned)
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, zorder=0)
+        ax.scatter(np.clip(true, lo, hi), np.clip(learned, lo, hi), s=18, c=np.arange(len(table)),
+                   cmap="nipy_spectral")
+        for i in np.argsort(-np.abs(learned - true))[:n_labels]:
+            ax.annotate(table["type"].iloc[i], (np.clip(true[i], lo, hi), np.clip(learned[i], lo, hi)),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel(f"true {key}{unit}")
+        ax.set_ylabel(f"learned {key}{unit} (median over the type)")
+        r2 = metrics.get(metric)
+        ax.set_title(f"{key} per cell type" + (f" (per-neuron R² {r2:.3f})" if r2 is not None else ""), fontsize=10)
+    order = np.argsort(table["W_R2"].to_numpy(float))
+    ax_w.bar(np.arange(len(order)), table["W_R2"].to_numpy(float)[order], color="tab:blue")
+    ax_w.set_xticks(np.arange(len(order)))
+    ax_w.set_xticklabels(table["type"].to_numpy()[order], rotation=90, fontsize=6)
+    ax_w.set_ylim(0, 1)
+    ax_w.set_ylabel("R² of W* into the type")
+    r2 = metrics.get("connectivity_R2")
+    ax_w.set_title("connectivity per target type" + (f" (all edges R² {r2:.3f})" if r2 is not None else ""),
+                   fontsize=10)
+    fig.tight_layout()
+    return fig

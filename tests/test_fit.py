@@ -112,7 +112,9 @@ def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     assert metrics["iterations"] == 8 and metrics["seed"] == 3
     log = (run / "analysis.log").read_text()
     assert "effective rank (99% var)" in log and "connectivity_R2:" in log
-    assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png"}
+    assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png",
+                                                         "per_type.png"}
+    assert len((run / "per_type.csv").read_text().splitlines()) == 66
     assert load_config(run / "config.yaml").training.recurrent_training == ("--recurrent" in extra)
     assert ("field_R2" in metrics) == (extra == VISUAL)
     assert metrics["mechanism"] in ("direct", "partial", "compensation")
