@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -315,6 +316,8 @@ def _check_range(f, value, where):
         return
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}: {v!r} is not a finite number")
         if meta.get("choices") and v not in meta["choices"]:
             raise ConfigError(f"{where}: {v!r} is not one of {list(meta['choices'])}")
         if meta.get("lo") is not None and isinstance(v, (int, float)) and v < meta["lo"]:
@@ -364,6 +367,35 @@ def from_dict(data: dict | None, ignored: tuple[str, ...] = ()) -> Config:
     return dataclasses.replace(cfg, ignored=tuple(ignored) + tuple(_IGNORED))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (YAML silently keeps the last)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same mapping")
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(path: str | Path):
+    """A YAML file's content ({} if empty); duplicate keys and syntax errors are ConfigErrors naming
+    the file and line."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as err:
+        raise ConfigError(f"{path}, {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Load a YAML file (None = all defaults), then apply dotted-key ``overrides``."""
     data = {}
@@ -371,8 +403,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        data = load_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     try:

@@ -186,7 +186,11 @@ def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_f
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another folder")
+    if out.exists() and not is_dataset_folder(out):
+        raise FileExistsError(f"{out} exists and is not an fvjax dataset (no manifest.json of this format); "
+                              f"fvjax only ever replaces its own datasets: choose another folder")
     started = time.time()
+    remove_stale_partials(out)
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -199,13 +203,51 @@ def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_f
         run_split(split, writer, jax.random.fold_in(key, k))
         manifest["splits"][split] = writer.close()
     save_ground_truth(tmp)
+    manifest["ground_truth_sha256"] = _sha256_file(tmp / "ground_truth.npz")
     dump_config(cfg, tmp / "config.yaml")
     manifest["wall_time_s"] = round(time.time() - started, 2)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    if out.exists():   # swap: the old dataset moves aside first, so a crash leaves one of the two
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
     return out
+
+
+DATASET_FORMATS = ("fvjax-dataset/1",)
+
+
+def is_dataset_folder(path: Path) -> bool:
+    """True when ``path`` holds a manifest.json written by fvjax (the only folders fvjax deletes)."""
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text()).get("format") in DATASET_FORMATS
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Delete ``<out>.partial-<pid>`` / ``<out>.old-<pid>`` folders left by killed processes (only
+    when that process is gone); returns what was removed."""
+    removed = []
+    for folder in sorted(out.parent.glob(f"{out.name}.partial-*")) + sorted(out.parent.glob(f"{out.name}.old-*")):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def read_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -272,6 +314,10 @@ class Dataset:
         return load_npz(self.path / "ground_truth.npz", conn)
 
 
+class DatasetError(ValueError):
+    """A dataset folder is damaged, incomplete or not what its manifest says."""
+
+
 def load_dataset(path: str | Path) -> Dataset:
     """Open a finished dataset folder (memory-mapped, read-only)."""
     path = Path(path)
@@ -285,15 +331,32 @@ def load_dataset(path: str | Path) -> Dataset:
     for split in SPLITS:
         arrays = {}
         for name in FIELDS:
-            arr = np.load(path / split / f"{name}.npy", mmap_mode="r")
+            try:
+                arr = np.load(path / split / f"{name}.npy", mmap_mode="r")
+            except (OSError, ValueError) as err:
+                raise DatasetError(f"{path}/{split}/{name}.npy cannot be read ({err}); the dataset is damaged: "
+                                 f"delete {path} and generate it again") from None
             expected = manifest["splits"][split]["arrays"][name]["shape"]
             if list(arr.shape) != expected:
-                raise ValueError(f"{path}/{split}/{name}.npy has shape {arr.shape}, manifest says {expected}")
+                raise DatasetError(f"{path}/{split}/{name}.npy has shape {arr.shape}, manifest says {expected}; "
+                                   f"delete {path} and generate it again")
             arrays[name] = arr
         with np.load(path / split / "node_stats.npz") as stats:
             arrays["node_mean"], arrays["node_std"] = stats["mean"], stats["std"]
         splits[split] = Split(**arrays)
+    want = manifest.get("ground_truth_sha256")   # datasets written before 2026-12-01 carry none
+    if want is not None and _sha256_file(path / "ground_truth.npz") != want:
+        raise DatasetError(f"{path}/ground_truth.npz differs from the one this dataset was simulated with "
+                         f"(checksum in manifest.json); delete {path} and generate it again")
     return Dataset(path, manifest, splits["train"], splits["test"])
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def verify_dataset(path: str | Path, chunk_frames: int = 4096) -> None:

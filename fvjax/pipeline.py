@@ -83,7 +83,7 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Datase
     wanted = to_dict(cfg)["simulation"]
     differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k) and k not in TRAINING_SIDE)
     if differ:
-        raise ValueError(f"{data_dir} was generated with different simulation settings ({', '.join(differ)}); "
+        raise RunMismatch(f"{data_dir} was generated with different simulation settings ({', '.join(differ)}); "
                          f"delete it or use another run folder")
     return data
 

@@ -33,3 +33,103 @@ def test_same_settings_resume_passes_the_check(tmp_path):
     data = yaml.safe_load(yaml.safe_dump({"simulation": {"seed": 0}, "training": {"n_iter": 10, "eval_every": 3}}))
     Path(tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     check_run_settings(cfg, tmp_path)
+
+
+def test_yaml_duplicate_keys_and_bad_yaml(tmp_path, capsys):
+    from fvjax.experiments.vrest import main
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("training:\n  lr: 1.0e-3\n  lr: 2.0e-3\n")
+    assert main(["--config", str(dup), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "dup.yaml" in err and "'lr' appears twice" in err and "line 3" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    assert main(["--config", str(bad), "--quiet"]) == 2
+    assert "bad.yaml is not valid YAML" in capsys.readouterr().err
+
+
+def test_non_finite_config_values_are_refused():
+    import pytest
+
+    from fvjax.config import ConfigError
+
+    for key in ("training.lr", "training.coeff_W_L2", "simulation.noise_model_level"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ConfigError, match=f"{key.split('.')[1]}.*not a finite number"):
+                load_config(None, {key: value})
+
+
+def test_nan_parameters_stop_training_and_keep_finite_checkpoints(tmp_path, monkeypatch):
+    """A NaN in any loss term or parameter stops training with FloatingPointError before a
+    checkpoint can be written; earlier checkpoints stay and are finite."""
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    from fvjax.train import loop
+
+    assert loop.params_finite({"a": jnp.ones(3)}) and not loop.params_finite({"a": jnp.asarray([1.0, np.nan])})
+    real = loop.make_steps
+
+    def poisoned(spec, optimizer, sc):
+        single, scanned = real(spec, optimizer, sc)
+
+        def scanned_nan(state, *args):
+            state, terms = scanned(state, *args)
+            w = state.params["W"]
+            bad = jnp.where(state.step >= 8, w.at[0].set(jnp.nan), w)
+            return state._replace(params={**state.params, "W": bad}), terms
+        return single, scanned_nan
+
+    monkeypatch.setattr(loop, "make_steps", poisoned)
+    from fvjax.config import load_config as lc
+    from fvjax.data import generate_dataset, load_dataset
+    from fvjax.pipeline import network
+
+    cfg = lc(None, {"simulation.n_frames": 60, "simulation.n_test_frames": 20, "training.n_iter": 16,
+                    "training.steps_per_call": 4, "training.eval_every": 4})
+    data = load_dataset(generate_dataset(cfg, tmp_path / "data", progress=False))
+    graph = network(data, cfg)[2]
+    with pytest.raises(FloatingPointError, match="iteration 8.*parameters not finite"):
+        loop.fit(cfg, data, graph, tmp_path / "run", progress=False, checkpoint_every_s=0.0)
+    ckpt = loop.latest_checkpoint(tmp_path / "run")
+    assert ckpt is not None and ckpt.name.endswith("i00000004")
+
+
+def test_generate_refuses_to_delete_a_foreign_folder(tmp_path, capsys):
+    from fvjax.generate import main
+
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    code = main(["--out", str(precious), "--overwrite", "--n-frames", "20", "--quiet"])
+    assert code == 2 and "not an fvjax dataset" in capsys.readouterr().err
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+
+
+def test_damaged_or_swapped_dataset_is_refused(tmp_path):
+    import numpy as np
+    import pytest
+
+    from fvjax.data import DatasetError, generate_dataset, load_dataset, remove_stale_partials
+
+    cfg = load_config(None, {"simulation.n_frames": 20, "simulation.n_test_frames": 8})
+    path = generate_dataset(cfg, tmp_path / "d", progress=False)
+    load_dataset(path)
+    gt = path / "ground_truth.npz"
+    original = gt.read_bytes()
+    with np.load(gt) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays["W"] = arrays["W"] * 1.01
+    np.savez(gt, **arrays)
+    with pytest.raises(DatasetError, match="ground_truth.npz differs"):
+        load_dataset(path)
+    gt.write_bytes(original)
+    volt = path / "train" / "voltage.npy"
+    volt.write_bytes(volt.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match="voltage.npy cannot be read"):
+        load_dataset(path)
+    stale = tmp_path / "d.partial-999999999"
+    stale.mkdir()
+    assert remove_stale_partials(path) == [stale] and not stale.exists()

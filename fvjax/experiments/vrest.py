@@ -120,13 +120,17 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+    from fvjax.data import DatasetError
     from fvjax.pipeline import RunMismatch
 
     try:
         return _run_seeds(args, cfg, seeds)
-    except RunMismatch as err:
+    except (RunMismatch, DatasetError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:   # diverged: the last finite checkpoint is kept
+        print(f"error: {err}", file=sys.stderr)
+        return 3
 
 
 def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:

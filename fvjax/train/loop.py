@@ -152,8 +152,13 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
             history.append(row)
             bar.update(k)
             bar.set_postfix(loss=f"{row['data'] / data.train.voltage.shape[1]:.4f}")
-            if not np.isfinite(row["data"]):
-                raise FloatingPointError(f"training diverged at epoch {epoch}, iteration {it} (loss is NaN)")
+            bad = [name for name, v in terms.items() if not np.isfinite(v).all()]
+            if bad or not params_finite(state.params):
+                loss_file.flush()
+                what = f"loss term(s) {', '.join(bad)} not finite" if bad else "parameters not finite"
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch}, iteration {it} ({what}); nothing was saved after the "
+                    f"last finite checkpoint in {run_dir / 'checkpoints'}. Lower the learning rates or check the data")
             if on_eval is not None and it % eval_every == 0:
                 _log_eval(run_dir, on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
             if time.time() - last_ckpt > checkpoint_every_s:
@@ -165,6 +170,16 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
         save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0)
     loss_file.close()
     return FitResult(state.params, spec, history, time.time() - t0, tr.n_epochs * n_iter)
+
+
+@jax.jit
+def _all_finite(params) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+
+
+def params_finite(params) -> bool:
+    """Every parameter finite (checked after each block, before any checkpoint can be written)."""
+    return bool(_all_finite(params))
 
 
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
