@@ -5,8 +5,10 @@ Works for flyvis and synthetic datasets; experiments are thin wrappers around :f
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -94,13 +96,54 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     ``header`` (e.g. the seed) heads analysis.log and is recorded in the metrics.
 
     Writes config.yaml, loss.csv, metrics_during.csv, checkpoints/, metrics.json, analysis.log,
-    recovered.npz and plots/*.png; returns the metrics. Re-running resumes."""
-    from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
-    from .train import fit, model_spec
-
+    recovered.npz and plots/*.png; returns the metrics. Re-running resumes. One process at a time
+    per folder (:func:`run_lock`)."""
     run_dir = Path(run_dir)
     check_run_settings(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _run_locked(cfg, run_dir, data_dir, progress, header, plots)
+
+
+class RunLocked(RuntimeError):
+    """Another live process is writing to this run folder."""
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """One writer per run folder: ``run_dir/.lock`` holds the owner's host and pid. A lock left by a
+    process that no longer exists on this host is taken over (with a message); a live one refuses."""
+    import socket
+
+    from .data import _pid_alive
+
+    lock, host = run_dir / ".lock", socket.gethostname()
+    me = {"host": host, "pid": os.getpid()}
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            owner = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            owner = {}
+        if owner.get("host") != host or _pid_alive(int(owner.get("pid", -1))):
+            raise RunLocked(f"{run_dir} is being written by process {owner.get('pid')} on {owner.get('host')} "
+                            f"(its {lock}); wait for it, or use another run folder") from None
+        print(f"note: taking over {lock} left by process {owner.get('pid')}, which is gone", flush=True)
+        lock.unlink()
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(me))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool) -> dict:
+    from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
+    from .train import fit, model_spec
+
     tmp = run_dir / "config.yaml.tmp"
     dump_config(cfg, tmp)
     os.replace(tmp, run_dir / "config.yaml")

@@ -133,3 +133,28 @@ def test_damaged_or_swapped_dataset_is_refused(tmp_path):
     stale = tmp_path / "d.partial-999999999"
     stale.mkdir()
     assert remove_stale_partials(path) == [stale] and not stale.exists()
+
+
+def test_one_writer_per_run_folder(tmp_path, capsys):
+    """A live process's lock refuses a second writer (exit 2); a dead process's lock is taken over."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from fvjax.experiments.vrest import main
+    from fvjax.pipeline import run_lock
+
+    run_dir = tmp_path / "runs" / "default_seed0"
+    run_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+        assert main(["--seed", "0", "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+        assert f"being written by process {sleeper.pid}" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with run_lock(run_dir):   # the owner is gone now: taken over, then released
+        assert json.loads((run_dir / ".lock").read_text())["pid"] != sleeper.pid
+    assert "taking over" in capsys.readouterr().out and not (run_dir / ".lock").exists()

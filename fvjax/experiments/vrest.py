@@ -121,11 +121,11 @@ def main(argv=None) -> int:
         return 2
     seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
     from fvjax.data import DatasetError
-    from fvjax.pipeline import RunMismatch
+    from fvjax.pipeline import RunLocked, RunMismatch
 
     try:
         return _run_seeds(args, cfg, seeds)
-    except (RunMismatch, DatasetError, FileExistsError, FileNotFoundError) as err:
+    except (RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except FloatingPointError as err:   # diverged: the last finite checkpoint is kept
