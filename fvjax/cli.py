@@ -14,7 +14,8 @@ from importlib import import_module
 
 PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.synthetic",
             "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
-            "drift": "fvjax.experiments.drift", "generate": "fvjax.generate"}
+            "drift": "fvjax.experiments.drift", "stimulus_stats": "fvjax.experiments.stimulus_stats",
+            "generate": "fvjax.generate"}
 
 
 def show(argv: list[str]) -> int:
