@@ -192,11 +192,13 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
     zeros = jnp.zeros_like(v)
     f = np.asarray(M.update_function(result.params, result.spec, v, a, zeros, zeros))
     plots.function_curves(g, f, grid, nodes.node_type, nodes.n_types).savefig(out / "functions.png", dpi=100)
-    during = []
-    if (run_dir / "metrics_during.csv").exists():
-        with open(run_dir / "metrics_during.csv") as fh:
-            during = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    plots.loss_curves(result.history, during).savefig(out / "loss.png", dpi=100)
+    def rows(name):   # the whole run's curves from disk (a resumed run's history is partial)
+        if not (run_dir / name).exists():
+            return []
+        with open(run_dir / name) as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    plots.loss_curves(rows("loss.csv"), rows("metrics_during.csv")).savefig(out / "loss.png", dpi=100)
     if hasattr(nodes, "type_names"):   # flyvis: the per-cell-type table and its figure
         from .runs import load_run
 

@@ -107,18 +107,22 @@ def loss_curves(history: list[dict], during: list[dict] | None = None):
     fig = _figure((10, 3.6))
     (ax_l, ax_m) = fig.subplots(1, 2)
     wall = [h["wall_s"] for h in history]
-    for key in ("data", "W_L1", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight"):
+    for key in ("data", "W_L1", "W_L2", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight", "f_theta_additive"):
         if history and key in history[0]:
             ax_l.plot(wall, [max(h[key], 1e-12) for h in history], label=key, lw=1)
     ax_l.set_yscale("log")
     ax_l.set_xlabel("wall time [s]")
-    ax_l.legend(fontsize=7, frameon=False)
-    for key in ("connectivity_r2", "tau_r2", "vrest_r2"):
-        if during:
+    ax_l.set_ylabel("loss term")
+    if history:
+        ax_l.legend(fontsize=7, frameon=False)
+    for key in ("connectivity_r2", "connectivity_r2_data", "tau_r2", "vrest_r2", "vrest_r2_data"):
+        if during and key in during[0]:
             ax_m.plot([d["iteration"] for d in during], [d[key] for d in during], marker="o", label=key)
     ax_m.set_ylim(-0.05, 1.05)
     ax_m.set_xlabel("iteration")
-    ax_m.legend(fontsize=8, frameon=False)
+    ax_m.set_ylabel("R²")
+    if during:
+        ax_m.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
