@@ -54,13 +54,13 @@ def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: 
         tmp = save_to.with_suffix(".tmp.npz")
         np.savez(tmp, W_raw=np.asarray(M.weights(params, spec), np.float32), **arrays)
         os.replace(tmp, save_to)
-    out = {"connectivity_r2": MT.r2_filtered(gt.W, rec["W"])[0],
-           "connectivity_r2_data": MT.r2_filtered(gt.W, rec["W_data"])[0],
-           "vrest_r2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0],
-           "vrest_r2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
-           "tau_r2": MT.r2_affine(gt.tau, rec["tau"])[0]}
+    out = {"connectivity_R2": MT.r2_filtered(gt.W, rec["W"])[0],
+           "connectivity_R2_data": MT.r2_filtered(gt.W, rec["W_data"])[0],
+           "tau_R2": MT.r2_affine(gt.tau, rec["tau"])[0],
+           "V_rest_R2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
+           "V_rest_R2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]}
     if spec.field == "visual":
-        out["field_r2"] = field_scores(params, spec, graph, data)["field_R2"]
+        out["field_R2"] = field_scores(params, spec, graph, data)["field_R2"]
     return out
 
 

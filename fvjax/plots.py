@@ -115,7 +115,8 @@ def loss_curves(history: list[dict], during: list[dict] | None = None):
     ax_l.set_ylabel("loss term")
     if history:
         ax_l.legend(fontsize=7, frameon=False)
-    for key in ("connectivity_r2", "connectivity_r2_data", "tau_r2", "vrest_r2", "vrest_r2_data"):
+    for key in ("connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2", "V_rest_R2_data",
+                "connectivity_r2", "tau_r2", "vrest_r2"):   # (lower case: runs written before 2026-12-01)
         if during and key in during[0]:
             ax_m.plot([d["iteration"] for d in during], [d[key] for d in during], marker="o", label=key)
     ax_m.set_ylim(-0.05, 1.05)

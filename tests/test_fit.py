@@ -119,7 +119,7 @@ def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     assert ("field_R2" in metrics) == (extra == VISUAL)
     assert metrics["mechanism"] in ("direct", "partial", "compensation")
     if extra == VISUAL:
-        assert "field_r2" in (run / "metrics_during.csv").read_text().splitlines()[0]
+        assert "field_R2" in (run / "metrics_during.csv").read_text().splitlines()[0]
 
 
 def test_seed_ranges_and_summary():

@@ -28,7 +28,7 @@ def test_load_run_per_type(two_runs):
     assert run.config.simulation.seed == 3 and run.config.simulation.ground_truth == "flyvis_000"
     metrics = json.loads((two_runs[0] / "metrics.json").read_text())
     assert run.metrics["connectivity_R2"] == metrics["connectivity_R2"]
-    assert list(run.loss["iteration"]) == [4, 8] and "connectivity_r2" in run.during
+    assert list(run.loss["iteration"]) == [4, 8] and "connectivity_R2" in run.during
     table = run.per_type
     assert len(table) == 65 and table["n_neurons"].sum() == 13741
     l1 = table.set_index("type").loc["L1"]
