@@ -369,4 +369,5 @@ def verify_dataset(path: str | Path, chunk_frames: int = 4096) -> None:
             for start in range(0, len(arr), chunk_frames):
                 h.update(np.ascontiguousarray(arr[start:start + chunk_frames]).tobytes())
             if h.hexdigest() != data.manifest["splits"][split]["arrays"][name]["sha256"]:
-                raise ValueError(f"{path}/{split}/{name}.npy: checksum mismatch (file changed or truncated)")
+                raise DatasetError(f"{path}/{split}/{name}.npy: checksum mismatch (file changed or truncated); "
+                                   f"delete {path} and generate it again")

@@ -138,10 +138,21 @@ def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = No
                 "cluster_accuracy", "field_R2", "training_time_min"):
         if key in metrics:
             lines.append(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key}: {metrics[key]}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: a kill leaves the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_metrics(run_dir: str | Path, metrics: dict, arrays: dict) -> None:
+    """metrics.json and recovered.npz, each written atomically (the arrays first)."""
     run_dir = Path(run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    np.savez(run_dir / "recovered.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    tmp = run_dir / f".recovered.tmp-{os.getpid()}.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, run_dir / "recovered.npz")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

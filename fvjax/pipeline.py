@@ -16,7 +16,7 @@ import numpy as np
 
 from . import model as M
 from .config import Config, dump_config, from_dict, to_dict
-from .data import Dataset, generate_dataset, load_dataset
+from .data import Dataset, generate_dataset, load_dataset, verify_dataset
 
 
 def network(data: Dataset, cfg: Config):
@@ -57,6 +57,19 @@ def settings_diff(stored: dict, wanted: dict) -> list[str]:
                   if a[sec].get(k) != b[sec].get(k) and k not in BOOKKEEPING.get(sec, ()))
 
 
+def check_usable(cfg: Config, data: Dataset) -> None:
+    """Refuse datasets too small to train on or to evaluate (instead of NaN metrics later)."""
+    from .data import DatasetError
+
+    need_train = cfg.training.time_step + 6      # frames k in [0, T - 4 - time_step) plus the window
+    if len(data.train) < need_train:
+        raise DatasetError(f"{data.path}: {len(data.train)} training frames, but training needs at least {need_train}; "
+                           f"raise simulation.n_frames")
+    if len(data.test) < 2:
+        raise DatasetError(f"{data.path}: {len(data.test)} test frame(s), but the test rollout needs at least 2; "
+                           f"raise simulation.n_test_frames (or n_frames: the default test split is n_frames // 8)")
+
+
 def check_run_settings(cfg: Config, run_dir: Path) -> None:
     """Refuse to continue a run folder whose config.yaml differs from ``cfg`` (nothing is written)."""
     path = run_dir / "config.yaml"
@@ -74,11 +87,14 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
                           f"settings, or delete {run_dir} to start over")
 
 
-def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Dataset:
+def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True, verify: bool = False) -> Dataset:
     """Generate the dataset unless ``data_dir`` holds one made with the same ``simulation`` section
-    (a different one is an error naming the keys, never silently reused)."""
+    (a different one is an error naming the keys, never silently reused). Loading checks shapes and
+    the ground truth's checksum; ``verify`` re-hashes every array of a reused dataset."""
     if not (data_dir / "manifest.json").is_file():
         generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
+    elif verify:
+        verify_dataset(data_dir)
     data = load_dataset(data_dir)
     # filled with today's defaults, so datasets written before a key existed still match
     stored = to_dict(from_dict({"simulation": data.manifest["config"]["simulation"]}))["simulation"]
@@ -91,7 +107,7 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True) -> Datase
 
 
 def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
-        header: dict | None = None, plots: bool = True) -> dict:
+        header: dict | None = None, plots: bool = True, verify_data: bool = False) -> dict:
     """Train and evaluate ``cfg`` in ``run_dir`` (data in ``run_dir/data`` unless ``data_dir``).
     ``header`` (e.g. the seed) heads analysis.log and is recorded in the metrics.
 
@@ -102,7 +118,7 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     check_run_settings(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
-        return _run_locked(cfg, run_dir, data_dir, progress, header, plots)
+        return _run_locked(cfg, run_dir, data_dir, progress, header, plots, verify_data)
 
 
 class RunLocked(RuntimeError):
@@ -140,7 +156,8 @@ def run_lock(run_dir: Path):
         lock.unlink(missing_ok=True)
 
 
-def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool) -> dict:
+def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool,
+                verify_data: bool = False) -> dict:
     from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
     from .train import fit, model_spec
 
@@ -148,7 +165,8 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     dump_config(cfg, tmp)
     os.replace(tmp, run_dir / "config.yaml")
     started = time.time()
-    data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress)
+    data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress, verify_data)
+    check_usable(cfg, data)
     nodes, gt, graph = network(data, cfg)
     spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
     result = fit(cfg, data, graph, run_dir, progress=progress,
@@ -178,6 +196,7 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
     import csv
 
     from . import plots
+    from .evaluate import atomic_write_text
 
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
@@ -203,7 +222,7 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
         from .runs import load_run
 
         table = load_run(run_dir).per_type
-        table.to_csv(run_dir / "per_type.csv", index=False)
+        atomic_write_text(run_dir / "per_type.csv", table.to_csv(index=False))
         plots.per_type_figure(table, metrics).savefig(out / "per_type.png", dpi=120)
 
 

@@ -158,3 +158,35 @@ def test_one_writer_per_run_folder(tmp_path, capsys):
     with run_lock(run_dir):   # the owner is gone now: taken over, then released
         assert json.loads((run_dir / ".lock").read_text())["pid"] != sleeper.pid
     assert "taking over" in capsys.readouterr().out and not (run_dir / ".lock").exists()
+
+
+def test_too_small_dataset_is_refused_up_front(tmp_path, capsys):
+    """A test split too short for a rollout is refused before training (exit 2), not scored as NaN."""
+    from fvjax.experiments.vrest import main
+
+    code = main(["--seed", "0", "--out", str(tmp_path), "--n-frames", "40", "--n-iter", "4", "--quiet",
+                 "--set", "simulation.n_test_frames=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 test frame(s)" in err and "n_test_frames" in err
+    assert not (tmp_path / "default_seed0" / "metrics.json").exists()
+    assert not list((tmp_path / "default_seed0").glob("checkpoints/*"))
+
+
+def test_verify_data_flag_catches_a_flipped_byte_and_debug_shows_the_traceback(tmp_path, capsys):
+    import pytest
+
+    from fvjax.data import DatasetError
+    from fvjax.experiments.vrest import main
+
+    args = ["--seed", "0", "--out", str(tmp_path), "--n-frames", "40", "--n-iter", "4", "--quiet",
+            "--set", "simulation.n_test_frames=1"]
+    assert main(args) == 2                     # generates the data, then refuses the 1-frame test split
+    target = tmp_path / "default_seed0" / "data" / "train" / "target.npy"
+    raw = bytearray(target.read_bytes())
+    raw[-5] ^= 0xFF                            # same size, one byte changed: only a re-hash sees it
+    target.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(args + ["--verify-data"]) == 2
+    assert "target.npy: checksum mismatch" in capsys.readouterr().err
+    with pytest.raises(DatasetError):
+        main(args + ["--verify-data", "--debug"])

@@ -62,11 +62,11 @@ def seed_config(cfg: Config, seed: int) -> Config:
     return cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
 
 
-def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True) -> dict:
+def run_seed(cfg: Config, seed: int, run_dir: Path, progress: bool = True, verify_data: bool = False) -> dict:
     """Generate (or reuse) data, train (or resume), evaluate, plot. Returns the metrics."""
     from fvjax.pipeline import run
 
-    return run(seed_config(cfg, seed), run_dir, progress=progress, header={"seed": seed})
+    return run(seed_config(cfg, seed), run_dir, progress=progress, header={"seed": seed}, verify_data=verify_data)
 
 
 def _line(metrics: dict) -> str:
@@ -113,6 +113,9 @@ def main(argv=None) -> int:
                    help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--verify-data", action="store_true",
+                   help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     try:
         cfg = build_config(args)
@@ -126,9 +129,13 @@ def main(argv=None) -> int:
     try:
         return _run_seeds(args, cfg, seeds)
     except (RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
+        if args.debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except FloatingPointError as err:   # diverged: the last finite checkpoint is kept
+        if args.debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 3
 
@@ -147,7 +154,7 @@ def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
     for seed in seeds if not results else []:
         run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
         print(f"== seed {seed} -> {run_dir}", flush=True)
-        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet)
+        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet, verify_data=args.verify_data)
         print("   " + _line(results[seed]), flush=True)
     if len(seeds) > 1:
         summary = summarize(results)
