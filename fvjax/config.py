@@ -218,6 +218,7 @@ class Config:
                 node = node.get(p) if isinstance(node, dict) else None
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted}: {'.'.join(parents)!r} is not a config section")
+            leaf = RENAMED.get(parents[-1] if parents else "", {}).get(leaf, leaf)   # old spelling -> its key
             node[leaf] = value  # unknown leaves are reported (with suggestions) by from_dict
         data.pop("ignored", None)
         return from_dict(data, ignored=self.ignored)
@@ -251,6 +252,10 @@ RENAMED = {
                  "coeff_phi_weight_L1": "coeff_f_theta_weight_L1", "coeff_phi_weight_L2": "coeff_f_theta_weight_L2",
                  "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate"},
 }
+
+# spellings that look like a key but are not one in any reference version: refused with the right name
+HINTS = {"training": {"learning_rate_W": "lr_W", "learning_rate_embedding": "lr_embedding", "learning_rate": "lr",
+                      "lr_update": "learning_rate_update_start", "learning_rate_update": "learning_rate_update_start"}}
 
 # reference features fvjax does not implement: accepted only at their "off" value
 UNSUPPORTED_UNLESS = {
@@ -353,6 +358,9 @@ def _build(cls, data: dict, where: str):
                 raise ConfigError(f"{here}: {value!r} is not supported by fvjax (only {allowed[0]!r}); "
                                   f"remove the key or set it to {allowed[0]!r}")
             _IGNORED.append(here.removeprefix("config."))
+        elif key in HINTS.get(section, {}):
+            raise ConfigError(f"{here}: unknown key (the reference ignored it too); the learning rate you mean is "
+                              f"{where.removeprefix('config.')}.{HINTS[section][key]}")
         else:
             close = difflib.get_close_matches(key, list(fields), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(fields)}"

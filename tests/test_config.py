@@ -110,3 +110,16 @@ def test_old_and_new_spelling_together_is_an_error():
 
     with pytest.raises(ConfigError, match="coeff_edge_diff and .*coeff_g_phi_diff"):
         from_dict({"training": {"coeff_edge_diff": 1.0, "coeff_g_phi_diff": 2.0}})
+
+
+def test_learning_rate_spellings_get_the_right_hint():
+    import pytest
+
+    from fvjax.config import ConfigError, load_config
+
+    for key, right in (("learning_rate_W", "training.lr_W"), ("learning_rate_embedding", "training.lr_embedding"),
+                       ("lr_update", "training.learning_rate_update_start")):
+        with pytest.raises(ConfigError, match=f"you mean is {right}$"):
+            load_config(None, {f"training.{key}": 1e-3})
+    cfg = load_config(None, {"training.learning_rate_W_start": 1e-3, "training.learning_rate_start": 2e-3})
+    assert (cfg.training.lr_W, cfg.training.lr) == (1e-3, 2e-3)
