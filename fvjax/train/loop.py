@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,4 +204,6 @@ def _log_eval(run_dir: Path, values: dict, iteration: int) -> None:
         if new:
             f.write("iteration," + ",".join(values) + "\n")
         f.write(f"{iteration}," + ",".join(f"{v:.6f}" for v in values.values()) + "\n")
-    (run_dir / "last_eval.json").write_text(json.dumps({"iteration": iteration, **values}))
+    tmp = run_dir / f".last_eval.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"iteration": iteration, **values}))
+    os.replace(tmp, run_dir / "last_eval.json")
