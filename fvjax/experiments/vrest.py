@@ -1,14 +1,17 @@
-"""V_rest recovery experiment (seed 000): regenerate data with a seed, train, evaluate.
+"""Recover the fly visual system's connectivity, time constants and resting potentials from its
+simulated activity: simulate trained flyvis model 000 (or another ground truth) with a seed's movies
+and noise, train the GNN, evaluate.
 
-    python -m experiments.vrest --seed 7                       # default preset (< 30 min on 2 cores)
-    python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2
+    python -m experiments.vrest --seed 7                       # default preset (16,000 frames, 40,000 iterations)
+    python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2 (the paper's size)
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
-checkpoints/, metrics.json, analysis.log, recovered.npz, plots/*.png. Re-running the same command
-resumes (finished data and checkpoints are reused).
+during/ (recovery snapshots), checkpoints/, metrics.json, analysis.log, recovered.npz, per_type.csv,
+plots/*.png (per_type.png: the per-cell-type answer). Re-running the same command resumes; other
+settings in the same folder are refused.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import numpy as np
 from fvjax.config import ConfigError, Config, load_config
 from fvjax.generate import parse_sets
 
-# The locked "Node 21" recipe is fvjax's training default (fvjax.config.TrainingConfig).
+# The training defaults are the recipe behind the reference's baseline (docs/training.md).
 PRESETS = {
     "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
-    # fits in ~30 min on 2 CPU cores, data generation and evaluation included (see docs/results.md)
+    # 25-53 min on 2 CPU cores depending on the machine, data and evaluation included (docs/results.md)
     "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 40000},
 }
 
