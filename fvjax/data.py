@@ -35,6 +35,7 @@ import numpy as np
 from . import __version__
 from .config import Config, dump_config, to_dict
 from .connectome import Connectome, build_connectome
+from .connectome.source import sha256_file
 from .groundtruth import (BUNDLED, GroundTruth, calibrated_prior, flyvis_initial, load_bundled, load_flyvis_checkpoint,
                           load_flyvis_model, load_npz, save_npz)
 from .simulate import expand_frame, make_circuit, simulate, steady_state
@@ -203,7 +204,7 @@ def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_f
         run_split(split, writer, jax.random.fold_in(key, k))
         manifest["splits"][split] = writer.close()
     save_ground_truth(tmp)
-    manifest["ground_truth_sha256"] = _sha256_file(tmp / "ground_truth.npz")
+    manifest["ground_truth_sha256"] = sha256_file(tmp / "ground_truth.npz")
     dump_config(cfg, tmp / "config.yaml")
     manifest["wall_time_s"] = round(time.time() - started, 2)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -345,18 +346,10 @@ def load_dataset(path: str | Path) -> Dataset:
             arrays["node_mean"], arrays["node_std"] = stats["mean"], stats["std"]
         splits[split] = Split(**arrays)
     want = manifest.get("ground_truth_sha256")   # datasets written before 2026-12-01 carry none
-    if want is not None and _sha256_file(path / "ground_truth.npz") != want:
+    if want is not None and sha256_file(path / "ground_truth.npz") != want:
         raise DatasetError(f"{path}/ground_truth.npz differs from the one this dataset was simulated with "
                          f"(checksum in manifest.json); delete {path} and generate it again")
     return Dataset(path, manifest, splits["train"], splits["test"])
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_dataset(path: str | Path, chunk_frames: int = 4096) -> None:
