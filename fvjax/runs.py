@@ -59,29 +59,31 @@ class Run:
         return load_dataset(self.path / "data")
 
     @cached_property
+    def _network(self):
+        """(nodes, ground truth, graph), built once."""
+        from .pipeline import network
+
+        return network(self.dataset, self.config)
+
+    @property
     def nodes(self):
         """The network's nodes (a Connectome for flyvis, the SyntheticNetwork otherwise)."""
-        from .pipeline import network
+        return self._network[0]
 
-        return network(self.dataset, self.config)[0]
-
-    @cached_property
+    @property
     def ground_truth(self):
-        from .pipeline import network
-
-        return network(self.dataset, self.config)[1]
+        return self._network[1]
 
     def params(self):
         """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec."""
         from . import model as M
-        from .pipeline import network
         from .train import init_state, make_optimizer, model_spec
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
 
         ckpt = latest_checkpoint(self.path)
         if ckpt is None:
             raise FileNotFoundError(f"{self.path}/checkpoints holds no finished checkpoint yet")
-        graph = network(self.dataset, self.config)[2]
+        graph = self._network[2]
         spec = model_spec(self.config, int(self.dataset.manifest["n_nodes"]), int(graph.src.shape[0]))
         import jax
 
