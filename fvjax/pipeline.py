@@ -219,9 +219,9 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
 
     plots.loss_curves(rows("loss.csv"), rows("metrics_during.csv")).savefig(out / "loss.png", dpi=100)
     if hasattr(nodes, "type_names"):   # flyvis: the per-cell-type table and its figure
-        from .runs import load_run
+        from .runs import per_type_table
 
-        table = load_run(run_dir).per_type
+        table = per_type_table(arrays, nodes, gt)
         atomic_write_text(run_dir / "per_type.csv", table.to_csv(index=False))
         plots.per_type_figure(table, metrics).savefig(out / "per_type.png", dpi=120)
 

@@ -93,24 +93,28 @@ class Run:
 
     @cached_property
     def per_type(self):
-        """One row per cell type: true and learned tau and V_rest (median over the type's neurons),
-        the R^2 of the corrected W into the type, and the cluster most of its neurons landed in with
-        that cluster's share of them."""
-        import pandas as pd
+        """One row per cell type (:func:`per_type_table`)."""
+        return per_type_table(self.recovered, self.nodes, self.ground_truth)
 
-        rec, nodes, gt = self.recovered, self.nodes, self.ground_truth
-        types = np.asarray(nodes.node_type)
-        names = list(getattr(nodes, "type_names", [f"type {t}" for t in range(nodes.n_types)]))
-        w_r2 = rec.get("W_R2_per_target_type", np.full(len(names), np.nan))
-        rows = []
-        for t, name in enumerate(names):
-            mine = types == t
-            labels = rec["cluster_label"][mine] if "cluster_label" in rec else np.array([-1])
-            values, counts = np.unique(labels, return_counts=True)
-            rows.append((name, int(mine.sum()), float(np.median(gt.tau[mine])), float(np.median(rec["tau"][mine])),
-                         float(np.median(gt.V_rest[mine])), float(np.median(rec["V_rest"][mine])),
-                         float(w_r2[t]), int(values[counts.argmax()]), float(counts.max() / counts.sum())))
-        return pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
+
+def per_type_table(rec: dict, nodes, gt):
+    """One row per cell type: true and learned tau and V_rest (median over the type's neurons), the
+    R^2 of the corrected W into the type, and the cluster most of its neurons landed in with that
+    cluster's share of them. ``rec``: the recovered arrays (recovered.npz)."""
+    import pandas as pd
+
+    types = np.asarray(nodes.node_type)
+    names = list(getattr(nodes, "type_names", [f"type {t}" for t in range(nodes.n_types)]))
+    w_r2 = rec.get("W_R2_per_target_type", np.full(len(names), np.nan))
+    rows = []
+    for t, name in enumerate(names):
+        mine = types == t
+        labels = np.asarray(rec["cluster_label"])[mine] if "cluster_label" in rec else np.array([-1])
+        values, counts = np.unique(labels, return_counts=True)
+        rows.append((name, int(mine.sum()), float(np.median(gt.tau[mine])), float(np.median(rec["tau"][mine])),
+                     float(np.median(gt.V_rest[mine])), float(np.median(rec["V_rest"][mine])),
+                     float(w_r2[t]), int(values[counts.argmax()]), float(counts.max() / counts.sum())))
+    return pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
 
 
 def _csv(path: Path):
