@@ -28,15 +28,17 @@ def show(argv: list[str]) -> int:
     p.add_argument("run")
     p.add_argument("--csv", help="also write the per-type table to this CSV file")
     args = p.parse_args(argv)
+    from .config import ConfigError
+
     try:
         run = load_run(args.run)
+        for key in SUMMARY_METRICS:
+            if key in run.metrics:
+                print(f"{key:22s} {run.metrics[key]:.4f}")
         table = run.per_type
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for key in SUMMARY_METRICS:
-        if key in run.metrics:
-            print(f"{key:22s} {run.metrics[key]:.4f}")
     with _wide_pandas():
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if args.csv:
@@ -53,9 +55,11 @@ def compare(argv: list[str]) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--csv", help="also write the table to this CSV file")
     args = p.parse_args(argv)
+    from .config import ConfigError
+
     try:
         table, summary = compare_runs(args.runs)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     with _wide_pandas():

@@ -243,6 +243,9 @@ def remove_stale_partials(out: Path) -> list[Path]:
     """Delete ``<out>.partial-<pid>`` / ``<out>.old-<pid>`` folders left by killed processes (only
     when that process is gone); returns what was removed."""
     removed = []
+    olds = [f for f in sorted(out.parent.glob(f"{out.name}.old-*")) if is_dataset_folder(f)]
+    if not out.exists() and olds:   # a crash between the two renames of a swap: put the old one back
+        os.replace(olds[-1], out)
     for folder in sorted(out.parent.glob(f"{out.name}.partial-*")) + sorted(out.parent.glob(f"{out.name}.old-*")):
         pid = folder.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):

@@ -51,7 +51,7 @@ def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: 
     if save_to is not None:
         save_to.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.asarray(v, np.float32) for k, v in rec.items()}
-        tmp = save_to.with_suffix(".tmp.npz")
+        tmp = save_to.with_name(f".{save_to.stem}.tmp-{os.getpid()}.npz")
         np.savez(tmp, W_raw=np.asarray(M.weights(params, spec), np.float32), **arrays)
         os.replace(tmp, save_to)
     out = {"connectivity_R2": MT.r2_filtered(gt.W, rec["W"])[0],

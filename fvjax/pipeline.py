@@ -142,10 +142,11 @@ def run_lock(run_dir: Path):
             owner = json.loads(lock.read_text())
         except (OSError, ValueError):
             owner = {}
-        if owner.get("host") != host or _pid_alive(int(owner.get("pid", -1))):
+        stale = not owner.get("pid") or (owner.get("host") == host and not _pid_alive(int(owner["pid"])))
+        if not stale:
             raise RunLocked(f"{run_dir} is being written by process {owner.get('pid')} on {owner.get('host')} "
                             f"(its {lock}); wait for it, or use another run folder") from None
-        print(f"note: taking over {lock} left by process {owner.get('pid')}, which is gone", flush=True)
+        print(f"note: taking over {lock} left by process {owner.get('pid')}, which is gone", flush=True)   # (or an empty lock)
         lock.unlink()
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     with os.fdopen(fd, "w") as fh:
@@ -161,12 +162,12 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
     from .train import fit, model_spec
 
-    tmp = run_dir / "config.yaml.tmp"
-    dump_config(cfg, tmp)
-    os.replace(tmp, run_dir / "config.yaml")
     started = time.time()
     data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress, verify_data)
     check_usable(cfg, data)
+    tmp = run_dir / "config.yaml.tmp"   # written once the data are usable: a refused run leaves no settings
+    dump_config(cfg, tmp)
+    os.replace(tmp, run_dir / "config.yaml")
     nodes, gt, graph = network(data, cfg)
     spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
     result = fit(cfg, data, graph, run_dir, progress=progress,
@@ -182,6 +183,7 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
                     "final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
                     "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations,
+                    "data_dir": str(Path(data.path).resolve()),
                     **(header or {})})
     write_metrics(run_dir, metrics, arrays)
     write_analysis_log(run_dir / "analysis.log", metrics,

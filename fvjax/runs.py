@@ -56,7 +56,7 @@ class Run:
     def dataset(self):
         from .data import load_dataset
 
-        return load_dataset(self.path / "data")
+        return load_dataset(self.metrics.get("data_dir") or self.path / "data")
 
     @cached_property
     def _network(self):

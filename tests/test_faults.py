@@ -158,6 +158,10 @@ def test_one_writer_per_run_folder(tmp_path, capsys):
     with run_lock(run_dir):   # the owner is gone now: taken over, then released
         assert json.loads((run_dir / ".lock").read_text())["pid"] != sleeper.pid
     assert "taking over" in capsys.readouterr().out and not (run_dir / ".lock").exists()
+    (run_dir / ".lock").write_text("")   # a process killed between creating and filling its lock
+    with run_lock(run_dir):
+        pass
+    assert "taking over" in capsys.readouterr().out
 
 
 def test_too_small_dataset_is_refused_up_front(tmp_path, capsys):
@@ -190,3 +194,23 @@ def test_verify_data_flag_catches_a_flipped_byte_and_debug_shows_the_traceback(t
     assert "target.npy: checksum mismatch" in capsys.readouterr().err
     with pytest.raises(DatasetError):
         main(args + ["--verify-data", "--debug"])
+
+
+def test_bad_seed_ranges_exit_2(capsys):
+    from fvjax.experiments.vrest import main
+
+    assert main(["--seeds", "1-x"]) == 2 and "not a seed or a range" in capsys.readouterr().err
+    assert main(["--seeds", "5-1"]) == 2 and "is empty" in capsys.readouterr().err
+
+
+def test_interrupted_swap_restores_the_old_dataset(tmp_path):
+    """A crash between the two renames of a dataset swap leaves DIR.old-<pid>: it is put back."""
+    import os
+
+    from fvjax.data import generate_dataset, load_dataset, remove_stale_partials
+
+    cfg = load_config(None, {"simulation.n_frames": 20, "simulation.n_test_frames": 8})
+    path = generate_dataset(cfg, tmp_path / "d", progress=False)
+    os.replace(path, tmp_path / "d.old-999999999")
+    remove_stale_partials(path)
+    assert load_dataset(path).manifest["config"]["simulation"]["n_frames"] == 20

@@ -35,10 +35,17 @@ PRESETS = {
 
 
 def parse_seeds(text: str) -> list[int]:
+    """"1-3,7" -> [1, 2, 3, 7]; a malformed or empty range is a ConfigError."""
     seeds = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
-        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        try:
+            span = list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise ConfigError(f"--seeds {text!r}: {part!r} is not a seed or a range like 1-8") from None
+        if not span:
+            raise ConfigError(f"--seeds {text!r}: the range {part!r} is empty (write it low-high)")
+        seeds += span
     return seeds
 
 
@@ -122,10 +129,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = build_config(args)
+        seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
     from fvjax.data import DatasetError
     from fvjax.pipeline import RunLocked, RunMismatch
 
@@ -149,7 +156,7 @@ def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
         from fvjax.pipeline import run_many
 
         tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
-                  "header": {"seed": s}} for s in seeds]
+                  "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
         print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
         metrics = run_many(tasks, args.jobs,
                            on_result=lambda t, m: print(f"   seed {t['header']['seed']}: " + _line(m), flush=True))
