@@ -28,13 +28,6 @@ def recovered(params, spec, graph, data: Dataset) -> dict:
                                    np.asarray(data.train.voltage[frames]), np.asarray(data.train.stimulus[frames]))
 
 
-def tau_from_slope(slope) -> np.ndarray:
-    """clip(-1 / slope, 0, 1), 1 where the slope is 0 (the reference's tau rule)."""
-    slope = np.asarray(slope, np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(slope != 0, np.clip(-1.0 / np.where(slope != 0, slope, 1.0), 0.0, 1.0), 1.0)
-
-
 def field_scores(params, spec, graph, data: Dataset) -> dict:
     """field_R2 and field_slope of the learned visual field on training frames 0, 2, ..., 798."""
     frames = MT.field_frames(len(data.train))
@@ -95,7 +88,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out = {}
     out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
     out["connectivity_R2_data"] = MT.r2_filtered(gt.W, rec["W_data"])[0]
-    out["tau_R2_data"] = MT.r2_affine(gt.tau, tau_from_slope(rec["v_gain"]))[0]
+    out["tau_R2_data"] = MT.r2_affine(gt.tau, MT.tau_from_slope(rec["v_gain"]))[0]
     out["V_rest_R2_data"] = MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]
     W_raw = np.asarray(M.weights(params, spec))
     out["W_raw_R2"] = MT.r2_affine(gt.W, W_raw)[0]

@@ -125,6 +125,13 @@ def msg_gain(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
 # ----------------------------------------------------------------------------- recovered params
 
 
+def tau_from_slope(slope) -> np.ndarray:
+    """The reference's tau rule: clip(-1 / slope, 0, 1), 1 where the slope is 0."""
+    slope = np.asarray(slope, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(slope != 0, np.clip(-1.0 / np.where(slope != 0, slope, 1.0), 0.0, 1.0), 1.0)
+
+
 def corrected_weights(W, gain, r, s, src, dst) -> np.ndarray:
     """W*_e = -W_e gain_i r_j / s_i for every edge j -> i (non-finite -> 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -142,8 +149,8 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     (``v_gain``), so both derivatives come from where f_theta was trained; ``V_rest_data`` extrapolates
     linearly from the data with those partials instead of evaluating f_theta at msg = 0 (docs/metrics.md)."""
     s, o = (np.asarray(x, np.float64) for x in f_theta_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
+    tau = tau_from_slope(s)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tau = np.where(s != 0, np.clip(1.0 / -s, 0.0, 1.0), 1.0)
         v_rest = np.where(s != 0, -o / s, 1.0)
     r = np.asarray(g_phi_slopes(params, spec, jnp.asarray(mu), jnp.asarray(sigma)), np.float64)
     at = {k: np.asarray(x, np.float64) for k, x in

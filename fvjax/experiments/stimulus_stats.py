@@ -65,9 +65,10 @@ def main(argv=None) -> int:
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        conn = build_connectome(cfg.simulation.extent)
-        gt = resolve_ground_truth(cfg, conn, progress=False)
-        circuit = make_circuit(conn, gt)
+        if kind == args.inputs.split(",")[0]:   # the network does not depend on the stimulus
+            conn = build_connectome(cfg.simulation.extent)
+            gt = resolve_ground_truth(cfg, conn, progress=False)
+            circuit = make_circuit(conn, gt)
         train, _ = train_test_frames(cfg.simulation)
         _, traj = simulate(circuit, steady_state(circuit), jnp.asarray(expand_frame(conn, train)),
                            jax.random.PRNGKey(args.seed), noise_std=cfg.simulation.noise_model_level)
