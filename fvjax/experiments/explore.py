@@ -17,9 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from fvjax.config import ConfigError, from_dict, load_config
+from fvjax.config import ConfigError, from_dict, load_config, load_yaml
 from fvjax.generate import parse_sets
 
 DEFAULT_SPACES = {   # the ranges named in the seeds' instructions
@@ -54,7 +52,7 @@ def make_proposer(args):
         return FileProposer(Path(args.proposals))
     space = DEFAULT_SPACES[args.experiment]
     if args.space:
-        space = yaml.safe_load(Path(args.space).read_text())
+        space = load_yaml(args.space)   # duplicate keys and bad YAML are ConfigErrors naming the file
         if not isinstance(space, dict):
             raise ValueError(f"{args.space}: expected a mapping of dotted keys to values or ranges")
     return SweepProposer(space, args.mode)
