@@ -46,15 +46,17 @@ class RunMismatch(ValueError):
 
 # keys that change neither the data, nor the model, nor what training computes
 BOOKKEEPING = {"simulation": ("chunk_frames",), "training": ("steps_per_call", "eval_every")}
+# keys a dataset on disk does not depend on (measurement noise is drawn at training time)
+DATA_SKIP = {"simulation": TRAINING_SIDE}
 
 
-def settings_diff(stored: dict, wanted: dict) -> list[str]:
-    """Dotted keys of the simulation, graph_model and training sections that differ (both sides
-    filled with today's defaults, so folders written before a key existed still compare)."""
+def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
+                  skip: dict = BOOKKEEPING) -> list[str]:
+    """Dotted keys of ``sections`` that differ, ``skip``'s keys aside (both sides filled with
+    today's defaults, so folders written before a key existed still compare)."""
     a, b = to_dict(from_dict(stored)), to_dict(from_dict(wanted))
-    return sorted(f"{sec}.{k}" for sec in ("simulation", "graph_model", "training")
-                  for k in set(a[sec]) | set(b[sec])
-                  if a[sec].get(k) != b[sec].get(k) and k not in BOOKKEEPING.get(sec, ()))
+    return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
+                  if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
 
 
 def check_usable(cfg: Config, data: Dataset) -> None:
@@ -96,10 +98,8 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True, verify: b
     elif verify:
         verify_dataset(data_dir)
     data = load_dataset(data_dir)
-    # filled with today's defaults, so datasets written before a key existed still match
-    stored = to_dict(from_dict({"simulation": data.manifest["config"]["simulation"]}))["simulation"]
-    wanted = to_dict(cfg)["simulation"]
-    differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k) and k not in TRAINING_SIDE)
+    differ = settings_diff({"simulation": data.manifest["config"]["simulation"]},
+                           {"simulation": to_dict(cfg)["simulation"]}, ("simulation",), DATA_SKIP)
     if differ:
         raise RunMismatch(f"{data_dir} was generated with different simulation settings ({', '.join(differ)}); "
                          f"delete it or use another run folder")
