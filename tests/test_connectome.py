@@ -124,11 +124,12 @@ def test_offline_without_copy_explains_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(source, "_from_installed_flyvis", lambda: None)
     with pytest.raises(ConnectomeNotFound, match="download=True"):
         source.connectome_json_path(download=False)
-    # a failing download (no index reachable) names the fix
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    with pytest.raises(ConnectomeNotFound, match="FVJAX_CONNECTOME"):
+    # an unreachable index (nothing listens on port 9) names the env var for a manual copy
+    monkeypatch.setenv(source.ENV_INDEX, "http://127.0.0.1:9/simple")
+    with pytest.raises(ConnectomeNotFound, match="could not be downloaded.*FVJAX_CONNECTOME=") as err:
         source.connectome_json_path(download=True)
+    assert str(tmp_path / "cache") in str(err.value)
+    assert not (tmp_path / "cache" / source.JSON_NAME).exists()
 
 
 def test_extract_from_wheel_checks_hash(tmp_path):

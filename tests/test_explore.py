@@ -1,4 +1,5 @@
-"""Exploration tree: the log parser, UCB by hand, the runner with a stand-in training function."""
+"""Exploration tree: the journal and its text view, the legacy log parser, UCB by hand, the runner
+with a stand-in training function."""
 
 import json
 import math
@@ -8,8 +9,9 @@ import pytest
 import yaml
 
 from fvjax.config import from_dict
-from fvjax.explore import (ExploreSettings, FileProposer, NeedProposals, Node, SweepProposer, explore,
-                           format_entry, parse_log, ucb_scores)
+from fvjax.explore import (ExploreSettings, FileProposer, JournalError, NeedProposals, Node, SweepProposer,
+                           append_event, explore, format_entry, node_event, nodes_of, parse_log, read_events,
+                           render_log, ucb_scores)
 
 LOG = """# header text
 ## Iter 1: partial
@@ -110,7 +112,14 @@ def test_explore_runs_resumes_and_checks_robustness(tmp_path):
     best = max(nodes, key=lambda n: n.metrics["connectivity_R2"])
     assert stats["node"] == best.id
     assert "Mode/Strategy: robustness-test" in (tmp_path / "t_analysis.md").read_text()
-    assert len(parse_log((tmp_path / "t_analysis.md").read_text())) == 8
+    journal = nodes_of(read_events(tmp_path / "t_tree.jsonl"))
+    assert [(n.id, n.parent, n.config, n.metrics) for n in journal] == [(n.id, n.parent, n.config, n.metrics) for n in nodes]
+    # the text view is rendered from the journal and reads back as the same tree
+    view = parse_log((tmp_path / "t_analysis.md").read_text())
+    assert [(n.id, n.parent, n.status) for n in view] == [(n.id, n.parent, n.status) for n in journal]
+    assert [n.metrics["connectivity_R2"] for n in view] == pytest.approx([n.metrics["connectivity_R2"] for n in journal], abs=5e-5)
+    robust = [e for e in read_events(tmp_path / "t_tree.jsonl") if e["event"] == "robustness"]
+    assert len(robust) == 1 and robust[0]["node"] == best.id
 
 
 def test_regenerate_data_forces_seeds(tmp_path):
@@ -133,7 +142,7 @@ def test_file_proposer_protocol(tmp_path):
     with pytest.raises(NeedProposals, match="2 needed"):   # resumes at iteration 4: the file is empty
         explore(from_dict({}), tmp_path, FileProposer(proposals), ExploreSettings("f", n_iterations=5, n_parallel=2),
                 run_fn=_fake_run, progress=False)
-    nodes = parse_log((tmp_path / "f_analysis.md").read_text())
+    nodes = nodes_of(read_events(tmp_path / "f_tree.jsonl"))
     assert [n.id for n in nodes] == [1, 2, 3]
     assert nodes[2].parent == 1
     cfg3 = json.loads((tmp_path / "configs" / "iter_003.json").read_text())["changes"]
@@ -174,7 +183,8 @@ def test_slots_in_worker_processes_match_sequential(tmp_path):
         settings = ExploreSettings("p", n_iterations=4, n_parallel=2, jobs=jobs)
         explore(from_dict({}), tmp_path / str(jobs), SweepProposer(space, "ordered"), settings,
                 run_fn=_fake_run, progress=False)
-        logs[jobs] = [(n.id, n.parent, n.metrics["connectivity_R2"]) for n in parse_log((tmp_path / str(jobs) / "p_analysis.md").read_text())]
+        logs[jobs] = [(n.id, n.parent, n.metrics["connectivity_R2"])
+                      for n in nodes_of(read_events(tmp_path / str(jobs) / "p_tree.jsonl"))]
     assert logs[1] == logs[2] and len(logs[2]) == 4
 
 
@@ -189,4 +199,85 @@ def test_failed_runs_are_logged_not_fatal(tmp_path):
                     ExploreSettings("d", n_iterations=2, n_parallel=2), run_fn=_diverging_run, progress=False)
     assert nodes[0].status == "failed" and math.isnan(nodes[0].metrics["connectivity_R2"])
     assert "run failed: FloatingPointError: training diverged" in (tmp_path / "d_analysis.md").read_text()
+    failed = read_events(tmp_path / "d_tree.jsonl")[0]
+    assert failed["status"] == "failed" and failed["metrics"] == {"connectivity_R2": None}
     assert nodes[1].metrics["connectivity_R2"] > 0.9
+
+
+def _strict(line: str):
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_journal_round_trip(tmp_path):
+    path = tmp_path / "j.jsonl"
+    node = Node(3, 1, {"connectivity_R2": np.float32(0.75), "tau_R2": float("nan"), "effective_rank_99": np.int64(84),
+                       "per_seed": np.array([0.5, np.inf])}, "training.lr: 1e-3 -> 2e-3", strategy="explore",
+                config={"training.lr": 2e-3, "training.note": "é"})
+    append_event(path, node_event(node, rule="UCB rank 1", observation="ok"))
+    append_event(path, node_event(Node(4, None, {"connectivity_R2": 0.95}), rule="root"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and all(_strict(x)["event"] == "node" for x in lines)   # strict JSON, one line each
+    back = nodes_of(read_events(path))
+    assert [(n.id, n.parent, n.strategy, n.mutation, n.config) for n in back] == [
+        (3, 1, "explore", node.mutation, node.config), (4, None, "", "", {})]
+    m = back[0].metrics
+    assert m["connectivity_R2"] == pytest.approx(0.75) and m["effective_rank_99"] == 84
+    assert math.isnan(m["tau_R2"]) and m["per_seed"] == [0.5, None]     # non-finite -> null -> NaN (scalars)
+    assert [n.status for n in back] == ["partial", "converged"]
+
+
+def test_rendered_view_is_the_seeds_form(tmp_path):
+    nodes = [Node(1, None, {"connectivity_R2": 0.5}, "a: 1 -> 2", config={"a": 2}),
+             Node(2, 1, {"connectivity_R2": float("nan")}, "b: 1 -> 3", status="failed", config={"a": 2, "b": 3})]
+    events = [node_event(n, rule=f"rule {n.id}", observation=f"obs {n.id}") for n in nodes]
+    events.append({"event": "robustness", "reward_key": "connectivity_R2", "node": 1, "mean": 0.5, "std": 0.01,
+                   "cv_percent": 2.0, "min": 0.49, "max": 0.51})
+    text = render_log(events)
+    assert text == (format_entry(nodes[0], rule="rule 1", observation="obs 1")
+                    + format_entry(nodes[1], rule="rule 2", observation="obs 2")
+                    + "## Robustness of node 1: partial\nMode/Strategy: robustness-test\n"
+                      "Seed stats: mean_connectivity_R2=0.5000, std=0.0100, CV=2.00%, min=0.4900, max=0.5100\n\n")
+    assert "## Iter 2: failed\nNode: id=2, parent=1\n" in text and "Observation: obs 2\n" in text
+
+
+def test_incomplete_last_line_is_dropped_and_bad_lines_named(tmp_path, capsys):
+    path = tmp_path / "j.jsonl"
+    append_event(path, node_event(Node(1, None, {"connectivity_R2": 0.5})))
+    with open(path, "a") as f:
+        f.write('{"event": "node", "id": 2, "par')          # a write cut by a crash
+    assert [n.id for n in nodes_of(read_events(path))] == [1]
+    assert path.read_text().count("\n") == 1 and not path.read_text().endswith("\n")   # reading alone changes nothing
+    read_events(path, repair=True)
+    assert path.read_text().endswith("\n") and "incomplete last line" in capsys.readouterr().err
+    append_event(path, node_event(Node(2, 1, {"connectivity_R2": 0.6})))
+    assert [n.id for n in nodes_of(read_events(path))] == [1, 2]
+    path.write_text(path.read_text().replace('"id": 2', '"id": 2,,'))
+    with pytest.raises(JournalError, match=r"j.jsonl, line 2: not JSON"):
+        read_events(path)
+
+
+def test_resume_of_a_text_log_folder(tmp_path):
+    """A folder written before the journal: its log is imported once, kept verbatim in the view."""
+    old = [Node(1, None, {"connectivity_R2": 0.4}, "training.lr_W: 0.01 -> 0.001"),
+           Node(2, 1, {"connectivity_R2": 0.7}, "training.lr_W: 0.001 -> 0.002")]
+    legacy = "".join(format_entry(n, rule="old rule", observation="old note") for n in old)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "t_analysis.md").write_text(legacy)
+    for n, lr in ((1, 1e-3), (2, 2e-3)):
+        (tmp_path / "configs" / f"iter_{n:03d}.json").write_text(json.dumps({"parent": None, "changes": {"training.lr_W": lr}}))
+    settings = ExploreSettings("t", n_iterations=4, n_parallel=2, n_iter_block=12)
+    nodes = explore(from_dict({}), tmp_path, SweepProposer({"training.lr_W": [1e-4]}, "ordered"), settings,
+                    run_fn=_fake_run, progress=False)
+    assert [n.id for n in nodes] == [1, 2, 3, 4] and nodes[1].parent == 1
+    assert nodes[1].config == {"training.lr_W": 2e-3}               # from configs/iter_002.json
+    events = read_events(tmp_path / "t_tree.jsonl")
+    assert [e["event"] for e in events] == ["legacy_log", "node", "node", "node", "node"]
+    assert [e.get("imported", False) for e in events[1:]] == [True, True, False, False]
+    view = (tmp_path / "t_analysis.md").read_text()
+    assert view.startswith(legacy) and view.count("Observation: old note") == 2 and "## Iter 4:" in view
+    assert len(parse_log(view)) == 4
+    nodes = explore(from_dict({}), tmp_path, SweepProposer({"training.lr_W": [1e-4]}, "ordered"), settings,
+                    run_fn=_fake_run, progress=False)            # finished: no new node, no second import
+    assert len(nodes) == 4 and len(read_events(tmp_path / "t_tree.jsonl")) == 5

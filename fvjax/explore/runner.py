@@ -2,14 +2,16 @@
 
 Folder layout (``out``)::
 
-    <name>_analysis.md      append-only log, one entry per iteration (seeds' form, fvjax.explore.tree)
+    <name>_tree.jsonl       the journal, source of truth: one JSON line per node (fvjax.explore.journal)
+    <name>_analysis.md      text view of the journal, one entry per iteration (seeds' form), re-rendered
     <name>_ucb_scores.txt   scores of the current block's nodes, best first (rewritten every batch)
-    configs/iter_NNN.json   parent and config changes (from the base) of every node
+    configs/iter_NNN.json   parent and config changes (from the base) of every node, written at launch
     iter_NNN/               the run folder of each iteration (metrics.json, analysis.log, plots)
     data/                   the shared dataset (unless regenerate_data)
     robustness.json         repeat-seed statistics of the best node (robustness_seeds > 0)
 
-Re-running the same command resumes after the last logged iteration.
+Re-running the same command resumes after the last logged iteration. A folder from before the journal
+(a text log only) is imported once: its log is kept verbatim in the journal, its nodes parsed from it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 
 from ..config import Config, ConfigError, to_dict
 from .proposers import Proposal, Proposer
-from .tree import Node, classify, format_entry, format_scores, parse_log, ucb_scores
+from .journal import append_event, node_event, nodes_of, read_events, render_log
+from .tree import Node, format_scores, parse_log, ucb_scores
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,37 @@ class Exploration:
         self.base, self.out, self.s = base, Path(out), settings
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "configs").mkdir(exist_ok=True)
+        self.journal = self.out / f"{settings.name}_tree.jsonl"
         self.log = self.out / f"{settings.name}_analysis.md"
         self.ucb_file = self.out / f"{settings.name}_ucb_scores.txt"
 
     def nodes(self) -> list[Node]:
-        nodes = parse_log(self.log.read_text()) if self.log.exists() else []
-        for n in nodes:
+        if not self.journal.exists() and self.log.exists():
+            self.import_text_log()
+        return nodes_of(read_events(self.journal, repair=True)) if self.journal.exists() else []
+
+    def import_text_log(self) -> None:
+        """Journal an exploration logged as text only: the log verbatim, then its parsed nodes (configs
+        from configs/iter_NNN.json)."""
+        text = self.log.read_text()
+        events = [{"event": "legacy_log", "file": self.log.name, "text": text}]
+        for n in parse_log(text):
             f = self.out / "configs" / f"iter_{n.id:03d}.json"
             if f.exists():
                 n.config = json.loads(f.read_text())["changes"]
-        return nodes
+            events.append(node_event(n, reward_key=self.s.reward_key, imported=True))
+        tmp = self.journal.with_name(self.journal.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        for e in events:
+            append_event(tmp, e)
+        tmp.replace(self.journal)
+
+    def append(self, event: dict) -> None:
+        """Journal ``event`` and re-render the text log from the journal."""
+        from ..evaluate import atomic_write_text
+
+        append_event(self.journal, event)
+        atomic_write_text(self.log, render_log(read_events(self.journal), self.s.reward_key))
 
     def block_of(self, iteration: int) -> tuple[int, int]:
         b = (iteration - 1) // self.s.n_iter_block
@@ -109,8 +133,9 @@ class Exploration:
         if "error" in metrics:       # a diverged run is a result, not a crash
             metrics, node.status, note = {self.s.reward_key: float("nan")}, "failed", f"run failed: {metrics['error']}"
         node.metrics = metrics
-        with open(self.log, "a") as f:
-            f.write(format_entry(node, rule=proposal.rule, observation=note, reward_key=self.s.reward_key))
+        event = node_event(node, proposal.rule, note, self.s.reward_key)
+        node.status = event["status"]
+        self.append(event)
         return node
 
 
@@ -200,10 +225,6 @@ def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: b
     stats = {"node": best.id, "seeds": list(range(1, len(v) + 1)), key: values, "mean": mean, "std": std,
              "cv_percent": 100 * std / abs(mean) if mean else float("nan"), "failed": int(len(v) - len(ok)),
              "min": float(ok.min()) if len(ok) else float("nan"), "max": float(ok.max()) if len(ok) else float("nan")}
+    ex.append({"event": "robustness", "reward_key": key, **stats})   # before the file that marks it done
     path.write_text(json.dumps(stats, indent=1))
-    with open(ex.log, "a") as f:
-        f.write(f"## Robustness of node {best.id}: {classify(stats['mean'])}\n"
-                f"Mode/Strategy: robustness-test\n"
-                f"Seed stats: mean_{key}={stats['mean']:.4f}, std={stats['std']:.4f}, "
-                f"CV={stats['cv_percent']:.2f}%, min={stats['min']:.4f}, max={stats['max']:.4f}\n\n")
     return stats

@@ -1,4 +1,7 @@
-"""The exploration tree: log entries in the seeds' form, their parser, and UCB scores.
+"""The exploration tree: nodes, the text view of a node (the seeds' form), and UCB scores.
+
+The journal (:mod:`fvjax.explore.journal`) is the record; ``format_entry`` renders its text view.
+``parse_log`` reads text logs back only to import explorations from before the journal.
 
 An iteration is a node; its parent is the node whose configuration it mutated (``root`` = the base
 configuration). Entries look like (seed 003)::
@@ -70,7 +73,8 @@ def format_entry(node: Node, *, next_parent: int | None = None, rule: str = "", 
 
 
 def parse_log(text: str) -> list[Node]:
-    """Nodes of an analysis log (rules of the reference's parser, with signed/exponent numbers).
+    """Nodes of a text log (rules of the reference's parser, with signed/exponent numbers); used to
+    import explorations from before the journal and to read the reference's logs.
 
     ``Next: parent=P`` of entry n sets the parent of n + 1 when that entry has no Node line; a line
     with ``connectivity_R2=`` (any reward line) fills the metrics, the last such line winning."""
