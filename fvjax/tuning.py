@@ -151,7 +151,7 @@ def model_traces(run, params, spec, settings: EdgeSettings, batch: int = 8, prog
 
     sim = run.config.simulation
     dt, extent = sim.delta_t, sim.extent
-    nodes, graph = run.nodes, run._network[2]
+    nodes, graph = run.nodes, run.graph
     record = jnp.asarray(central_nodes(nodes))
     circuit = make_circuit(nodes, run.ground_truth)
     settle = controlled.n_frames(sim.steady_state_time, dt)
