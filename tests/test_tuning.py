@@ -3,6 +3,7 @@ against columnar types, and ``fvjax tuning`` end to end on a tiny run (the ``two
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 from fvjax import tuning as TU
 
 ANGLES = np.arange(0, 360, 30.0)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": REPO}   # this checkout's fvjax, whatever the working directory
 
 
 def _peaks(on, off=None):
@@ -106,7 +109,7 @@ def test_tuning_command_on_a_tiny_run(two_runs, tmp_path):
     run = two_runs[0]
     shutil.rmtree(run / "tuning", ignore_errors=True)
     done = subprocess.run([sys.executable, "-m", "fvjax.cli", "tuning", str(run), "--speeds", "25", "--directions", "4",
-                           "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                           "--quiet"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     out = run / "tuning"
     for name in ("tuning.json", "responses.npz", "dsi.png", "polar.png", "edge_responses.png"):
@@ -132,17 +135,17 @@ def test_tuning_command_on_a_tiny_run(two_runs, tmp_path):
 
 def test_tuning_command_refuses_bad_runs(two_runs, tmp_path):
     exe = [sys.executable, "-m", "fvjax.cli", "tuning"]
-    bad = subprocess.run([*exe, str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run([*exe, str(tmp_path / "nowhere")], env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "not a run folder" in bad.stderr and "Traceback" not in bad.stderr
     synthetic = tmp_path / "synthetic"
     synthetic.mkdir()
     (synthetic / "config.yaml").write_text("simulation:\n  network: synthetic\n")
-    done = subprocess.run([*exe, str(synthetic)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*exe, str(synthetic)], env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "flyvis connectome" in done.stderr and "Traceback" not in done.stderr
     bare = tmp_path / "bare"   # settings but neither dataset nor checkpoint
     bare.mkdir()
     shutil.copy(two_runs[0] / "config.yaml", bare / "config.yaml")
-    done = subprocess.run([*exe, str(bare)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*exe, str(bare)], env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
-    usage = subprocess.run([*exe, str(bare), "--speeds", "fast"], capture_output=True, text=True, timeout=300)
+    usage = subprocess.run([*exe, str(bare), "--speeds", "fast"], env=ENV, capture_output=True, text=True, timeout=300)
     assert usage.returncode == 2 and "--speeds" in usage.stderr
