@@ -5,6 +5,7 @@
     fvjax synthetic | understand | explore | drift ...
     fvjax show RUN                       # metrics and the per-cell-type table of a run
     fvjax compare RUN [RUN ...]          # one table across runs, mean +- std per metric
+    fvjax tuning RUN                     # direction selectivity of the true and the recovered circuit
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from importlib import import_module
 PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.synthetic",
             "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
             "drift": "fvjax.experiments.drift", "stimulus_stats": "fvjax.experiments.stimulus_stats",
-            "generate": "fvjax.generate"}
+            "generate": "fvjax.generate", "tuning": "fvjax.tuning"}
 
 
 def show(argv: list[str]) -> int:

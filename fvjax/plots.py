@@ -170,3 +170,85 @@ def per_type_figure(table, metrics: dict | None = None, n_labels: int = 6):
                    fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ tuning
+TUNING_COLORS = {"T4": "tab:orange", "T5": "tab:blue"}   # ON and OFF motion detectors
+MOTION_TYPES = tuple(f"T{k}{s}" for k in (4, 5) for s in "abcd")
+
+
+def dsi_scatter(names, dsi_true, dsi_recovered, title: str = "direction selectivity per cell type"):
+    """Recovered vs true DSI, one point per cell type; T4a-d (orange) and T5a-d (blue) named. Types
+    whose DSI is undefined (no response) are left out."""
+    fig = _figure((4.8, 4.6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, zorder=0)
+    true, rec = np.asarray(dsi_true, float), np.asarray(dsi_recovered, float)
+    for i, name in enumerate(names):
+        if not (np.isfinite(true[i]) and np.isfinite(rec[i])):
+            continue
+        color = TUNING_COLORS[name[:2]] if name in MOTION_TYPES else None
+        ax.scatter(true[i], rec[i], s=30 if color else 12, color=color or "0.55", zorder=2)
+        if color:
+            ax.annotate(name, (true[i], rec[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_aspect("equal")
+    ax.set_xlabel("DSI of the true circuit")
+    ax.set_ylabel("DSI of the recovered model")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tuning_polar(names, peaks_true, peaks_recovered, angles, contrast, types):
+    """Polar tuning curves of ``types``: peak response (mean over speeds, each curve scaled to its
+    maximum) per direction of the edge of contrast ``contrast[type index]`` (0 = ON, 1 = OFF);
+    true solid, recovered dashed. ``peaks_*``: (contrast, speed, angle, type)."""
+    fig = _figure((2.3 * min(len(types), 4), 2.5 * -(-len(types) // 4)))
+    theta = np.deg2rad(np.append(angles, angles[0]))
+    for k, name in enumerate(types):
+        ax = fig.add_subplot(-(-len(types) // 4), min(len(types), 4), k + 1, projection="polar")
+        t = list(names).index(name)
+        c = int(contrast[t])
+        for peaks, style, label in ((peaks_true, "-", "true"), (peaks_recovered, "--", "recovered")):
+            r = np.asarray(peaks, float)[c, :, :, t].mean(0)
+            r = r / r.max() if r.max() > 0 else r
+            ax.plot(theta, np.append(r, r[0]), style, color="k" if label == "true" else "tab:red", label=label)
+        ax.set_title(f"{name} ({'ON' if c == 0 else 'OFF'} edges)", fontsize=9)
+        ax.set_yticklabels([])
+        ax.tick_params(labelsize=6)
+    fig.axes[0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(-0.35, -0.25), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def edge_responses(names, traces_true, traces_recovered, base_true, base_recovered, angles, contrast, speed: int,
+                   dt: float, n_pre: int, types):
+    """Central-column responses (v - v_rest) of ``types`` to the edge of their contrast at speed
+    index ``speed`` moving in the true preferred direction (dark) and the opposite one (light); true
+    solid, recovered dashed. ``traces_*``: (contrast, speed, angle, frame, type)."""
+    cols = 4
+    fig = _figure((3.0 * cols, 2.1 * -(-len(types) // cols)))
+    axes = np.atleast_1d(fig.subplots(-(-len(types) // cols), cols, sharex=True)).ravel()
+    n_angles = len(angles)
+    for ax, name in zip(axes, types):
+        t = list(names).index(name)
+        c = int(contrast[t])
+        true = np.asarray(traces_true)[c, speed, :, :, t] - base_true[t]
+        rec = np.asarray(traces_recovered)[c, speed, :, :, t] - base_recovered[t]
+        pd = int(np.nanargmax(np.nanmax(true, 1)))
+        time = (np.arange(true.shape[1]) - n_pre) * dt
+        for a, shade in ((pd, 1.0), ((pd + n_angles // 2) % n_angles, 0.45)):
+            ax.plot(time, true[a], color=(0, 0, 0, shade), lw=1.2, label=f"true {angles[a]:.0f}°")
+            ax.plot(time, rec[a], "--", color=(0.84, 0.15, 0.16, shade), lw=1.2, label=f"recovered {angles[a]:.0f}°")
+        ax.axhline(0, color="0.8", lw=0.5, zorder=0)
+        ax.set_title(f"{name} ({'ON' if c == 0 else 'OFF'})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(types):]:
+        ax.axis("off")
+    axes[0].legend(fontsize=6, frameon=False)
+    fig.supxlabel("time from edge onset [s]", fontsize=9)
+    fig.supylabel("v − v_rest", fontsize=9)
+    fig.tight_layout()
+    return fig

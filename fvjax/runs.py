@@ -74,6 +74,11 @@ class Run:
     def ground_truth(self):
         return self._network[1]
 
+    @property
+    def graph(self):
+        """The model's Graph (edges, input nodes and their positions)."""
+        return self._network[2]
+
     def params(self):
         """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec."""
         from . import model as M

@@ -39,3 +39,16 @@ def gt000(conn, shared_data):
     from fvjax.groundtruth import load_npz
 
     return load_npz(shared_data / "flyvis_model_000.npz", conn)
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory):
+    """Two tiny finished model-000 runs (seeds 3 and 4: 200 frames, 8 iterations)."""
+    from fvjax.experiments import vrest
+
+    out = tmp_path_factory.mktemp("runs")
+    rc = vrest.main(["--seeds", "3-4", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
+                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
+                     "--set", "simulation.n_test_frames=40"])
+    assert rc == 0
+    return out / "default_seed3", out / "default_seed4"

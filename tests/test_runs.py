@@ -1,4 +1,5 @@
-"""load_run / compare_runs and the ``fvjax`` console command on tiny runs (from a temporary directory)."""
+"""load_run / compare_runs and the ``fvjax`` console command on tiny runs (from a temporary directory;
+the ``two_runs`` fixture is in conftest.py, shared with test_tuning.py)."""
 
 import json
 import os
@@ -7,18 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    from fvjax.experiments import vrest
-
-    out = tmp_path_factory.mktemp("runs")
-    rc = vrest.main(["--seeds", "3-4", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
-                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
-                     "--set", "simulation.n_test_frames=40"])
-    assert rc == 0
-    return out / "default_seed3", out / "default_seed4"
 
 
 def test_load_run_per_type(two_runs):
