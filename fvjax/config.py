@@ -30,6 +30,13 @@ def _opt(default, *, lo=None, hi=None, choices=None, doc=""):
     return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
 
 
+SYNTHETIC_MODELS = ("tanh", "PDE_N2")
+# synthetic-network keys only one synthetic model uses (the others refuse a non-default value)
+SYNTHETIC_MODEL_KEYS = {
+    "tanh": ("spectral_radius", "tau_range", "V_rest_range", "low_rank", "Dale_law", "Dale_law_factor",
+             "connectivity_filling_factor"),
+    "PDE_N2": ("PDE_N2_params",),
+}
 VISUAL_INPUTS = ("natural", "scenes", "DAVIS", "gratings", "bars", "flashes", "noise", "mixed")
 
 
@@ -82,6 +89,30 @@ class SimulationConfig:
     V_rest_range: tuple[float, float] = _opt((-0.2, 0.2), doc="per-type V_rest, linear spacing")
     input_drive_std: float = _opt(1.0, lo=0.0, doc="driven neurons: std of the Ornstein-Uhlenbeck drive")
     input_drive_tau: float = _opt(0.2, lo=1e-4, doc="driven neurons: correlation time [s] of the drive")
+    synthetic_model: str = _opt("tanh", choices=SYNTHETIC_MODELS,
+                                doc="tanh: tau dv/dt = -v + V_rest + W tanh(v); PDE_N2: the reference's "
+                                    "du/dt = -c u + s tanh(u) + g W tanh(u) (docs/synthetic.md)")
+    PDE_N2_params: tuple[tuple[float, float, float], ...] = _opt(
+        ((10.0, 1.0, 1.0), (10.0, 2.0, 1.0), (10.0, 1.0, 2.0), (10.0, 2.0, 2.0)),
+        doc="PDE_N2: (g, s, c) of each type (the reference's simulation.params); one row per type")
+
+    def __post_init__(self):
+        if self.network != "synthetic":
+            return
+        for model, keys in SYNTHETIC_MODEL_KEYS.items():
+            if model == self.synthetic_model:
+                continue
+            for key in keys:
+                if getattr(self, key) != _DEFAULTS[key]:
+                    raise ConfigError(f"simulation.{key} is used by synthetic_model {model} only, not by "
+                                      f"{self.synthetic_model}; remove it (or set simulation.synthetic_model: {model})")
+        k = self.n_neuron_types
+        if self.synthetic_model == "PDE_N2" and k is not None and k != len(self.PDE_N2_params):
+            raise ConfigError(f"simulation.PDE_N2_params has {len(self.PDE_N2_params)} rows (g, s, c) but "
+                              f"simulation.n_neuron_types is {k}; give one row per type")
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 
 
 @dataclass(frozen=True)

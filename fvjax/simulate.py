@@ -51,6 +51,22 @@ class DenseCircuit(NamedTuple):
         return self.tau.shape[0]
 
 
+class PDEN2Circuit(NamedTuple):
+    """The reference's synthetic "PDE_N2" network (NeuralGraph), all-to-all, no tau:
+    ``du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij tanh(u_j) + x_i(t)``. Used by the same
+    ``rhs``/``simulate`` as :class:`Circuit` (``dt``/``tau_clamp`` do not apply)."""
+
+    W: jax.Array            # (N, N), W[i, j] = weight j -> i
+    g: jax.Array            # (N,) coupling gain
+    s: jax.Array            # (N,) self tanh gain
+    c: jax.Array            # (N,) decay rate
+    input_index: jax.Array  # (n_in,) int32
+
+    @property
+    def n_nodes(self) -> int:
+        return self.c.shape[0]
+
+
 def make_circuit(conn: Connectome, gt: GroundTruth, dtype=jnp.float32) -> Circuit:
     """Pack a connectome and its ground-truth parameters for the simulator."""
     return Circuit(
@@ -78,11 +94,27 @@ def messages(circuit: Circuit | DenseCircuit, v: jax.Array) -> jax.Array:
     return jax.ops.segment_sum(circuit.W * pre, circuit.edge_dst, num_segments=circuit.n_nodes)
 
 
-def rhs(circuit: Circuit, v: jax.Array, stimulus: jax.Array, dt: float = 0.02,
+def _drive(circuit, v: jax.Array, stimulus: jax.Array) -> jax.Array:
+    return jnp.zeros_like(v).at[circuit.input_index].add(stimulus.astype(v.dtype))
+
+
+def _leaky_rhs(circuit: Circuit | DenseCircuit, v, stimulus, dt, tau_clamp):
+    return (-v + circuit.V_rest + messages(circuit, v) + _drive(circuit, v, stimulus)) / effective_tau(circuit, dt, tau_clamp)
+
+
+def _pde_n2_rhs(circuit: PDEN2Circuit, u, stimulus, dt, tau_clamp):
+    phi = jnp.tanh(u)
+    return -circuit.c * u + circuit.s * phi + circuit.g * (phi @ circuit.W.T) + _drive(circuit, u, stimulus)
+
+
+# vector field of each circuit type (the flyvis Circuit and the synthetic tanh DenseCircuit share one)
+VECTOR_FIELDS = {Circuit: _leaky_rhs, DenseCircuit: _leaky_rhs, PDEN2Circuit: _pde_n2_rhs}
+
+
+def rhs(circuit: Circuit | DenseCircuit | PDEN2Circuit, v: jax.Array, stimulus: jax.Array, dt: float = 0.02,
         tau_clamp: bool = False) -> jax.Array:
     """Noise-free dv/dt for one state ``v`` (N,) and input-node stimulus (n_in,)."""
-    drive = jnp.zeros_like(v).at[circuit.input_index].add(stimulus.astype(v.dtype))
-    return (-v + circuit.V_rest + messages(circuit, v) + drive) / effective_tau(circuit, dt, tau_clamp)
+    return VECTOR_FIELDS[type(circuit)](circuit, v, stimulus, dt, tau_clamp)
 
 
 @partial(jax.jit, static_argnames=("dt", "tau_clamp"))

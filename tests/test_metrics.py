@@ -55,9 +55,25 @@ def test_effective_rank_hand_case():
     assert MT.effective_rank(X, n_components=150) == (131, 149)
 
 
+def test_effective_rank_counts_squared_singular_values_of_the_top_min_shape_minus_one():
+    # 5 x 3 with singular values 3, 2, 1: the reference keeps min(100, min(T, N) - 1) = 2 of them,
+    # energies 9, 4 -> 0.692, 1 -> (2, 2); all three (9, 4, 1 of 14: 0.643, 0.929, 1) would give (3, 3)
+    rng = np.random.default_rng(1)
+    u, _ = np.linalg.qr(rng.normal(size=(5, 3)))
+    v, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    assert MT.effective_rank(u @ np.diag([3.0, 2.0, 1.0]) @ v.T) == (2, 2)
+    # squared: 100 / 101 = 0.990 reaches 99 % with one value; sums of s (10 / 11 = 0.909) would need two
+    X = u @ np.diag([10.0, 1.0, 0.5]) @ v.T
+    assert MT.effective_rank(X) == (1, 1)
+
+
 def test_spectral_radius():
     W = np.array([2.0, -3.0, 0.5])
     assert MT.spectral_radius(W, np.array([0, 1, 2]), np.array([0, 1, 2]), 5) == pytest.approx(3.0)
+    # [[0, 2, 0], [-2, 0, 0], [0, 0, 1]] (entry W_e at (dst_e, src_e)): eigenvalues +-2i and 1
+    W, src, dst = np.array([2.0, -2.0, 1.0]), np.array([1, 0, 2]), np.array([0, 1, 2])
+    assert MT.spectral_radius_dense(W, src, dst, 3) == pytest.approx(2.0, rel=1e-12)
+    assert MT.spectral_radius_dense(W, src, dst, 3) == pytest.approx(MT.spectral_radius(W, src, dst, 3), rel=1e-6)
 
 
 def _linear_model(conn):

@@ -5,8 +5,9 @@
     python -m experiments.synthetic --time-steps 4 --ode --ode-method rk4
     python -m experiments.synthetic --low-rank 20 --dale --connectivity-type Gaussian
     python -m experiments.synthetic --low-rank 20 --model-low-rank 20     # the GNN learns W = W_L W_R
+    python -m experiments.synthetic --model PDE_N2 --time-steps 1         # the reference's network
 
-One dataset per seed (runs/synthetic/seed<N>/data, shared by the sweep); one run folder per
+One dataset per seed (runs/synthetic[/PDE_N2]/seed<N>/data, shared by the sweep); one run folder per
 time_step (ts<T>/ with analysis.log, metrics.json, loss.csv, plots/); summary.md holds the table.
 ``--equal-time`` divides the iterations by time_step so each run costs about the same.
 """
@@ -30,7 +31,16 @@ PRESET = {
                  "coeff_W_L1": 1e-5, "coeff_W_L1_rate": 0.0, "coeff_f_theta_weight_L1": 0.0,
                  "coeff_g_phi_weight_L1": 0.0},
 }
-COLUMNS = ("time_step", "connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2",
+# --model: the synthetic network; PDE_N2 with the reference's simulation (dt 0.01, no noise,
+# 1000 warm-up steps) and GNN widths (64)
+MODELS = {
+    "tanh": {},
+    "PDE_N2": {"simulation.synthetic_model": "PDE_N2", "simulation.delta_t": 0.01,
+               "simulation.noise_model_level": 0.0, "simulation.steady_state_time": 10.0,
+               "graph_model.hidden_dim": 64, "graph_model.hidden_dim_update": 64},
+}
+FOLDERS = {"tanh": (), "PDE_N2": ("PDE_N2",)}     # runs/synthetic[/PDE_N2]/seed<N>
+COLUMNS = ("time_step", "connectivity_R2", "W_raw_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2",
            "test_pearson", "effective_rank_99", "training_time_min")
 
 
@@ -52,7 +62,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def build_config(args) -> Config:
     cfg = from_dict(PRESET)
-    changes = {"simulation.seed": args.seed, "training.seed": args.seed}
+    changes = {"simulation.seed": args.seed, "training.seed": args.seed, **MODELS[args.model]}
     for flag, key in (("n_frames", "simulation.n_frames"), ("n_neurons", "simulation.n_neurons"),
                       ("low_rank", "simulation.low_rank"), ("connectivity_type", "simulation.connectivity_type"),
                       ("spectral_radius", "simulation.spectral_radius"), ("n_iter", "training.n_iter"),
@@ -78,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--time-steps", default="1,4,16,32,64", help="comma-separated recurrence depths")
     p.add_argument("--equal-time", action="store_true", help="n_iter / time_step per run")
     p.add_argument("--out", default="runs/synthetic")
+    p.add_argument("--model", choices=tuple(MODELS), default="tanh",
+                   help="synthetic network: fvjax's tanh rate network or the reference's PDE_N2 (docs/synthetic.md)")
     p.add_argument("--n-frames", type=int)
     p.add_argument("--n-neurons", type=int)
     p.add_argument("--n-iter", type=int)
@@ -99,12 +111,12 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = Path(args.out) / f"seed{args.seed}"
+    root = Path(args.out, *FOLDERS[args.model], f"seed{args.seed}")
     rows = []
     for t, cfg in configs.items():
         print(f"== time_step {t} -> {root / f'ts{t}'}", flush=True)
         metrics = run(cfg, root / f"ts{t}", data_dir=root / "data", progress=not args.quiet,
-                      header={"seed": args.seed})
+                      header={"seed": args.seed, "synthetic_model": cfg.simulation.synthetic_model})
         rows.append({"time_step": t, **metrics})
         (root / "summary.md").write_text(summary_table(rows))
         (root / "summary.json").write_text(json.dumps(rows, indent=1))
