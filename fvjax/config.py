@@ -191,7 +191,12 @@ class TrainingConfig:
     ode_adjoint: bool = _opt(True, doc="True: backsolve adjoint (O(1) memory); False: checkpointed backprop")
     ode_state_clamp: float = _opt(10.0, lo=0.0, doc="the vector field sees clip(v, -c, c); 0 = off")
     steps_per_call: int = _opt(20, lo=1, doc="training steps fused under one lax.scan")
-    eval_every: int = _opt(0, lo=0, doc="connectivity R2 checkpoints every N iterations; 0 = 10 per epoch")
+    eval_every: int = _opt(0, lo=0, doc="grid of the in-training recovery checks, every N iterations; "
+                           "0 = 10 per epoch")
+    eval_budget: float = _opt(0.1, lo=0.0, doc="checks may take at most this share of the training time "
+                              "(grid points are skipped otherwise); 1 = every grid point, 0 = none")
+    tensorboard: bool = _opt(False, doc="also write loss and recovery curves as TensorBoard events in "
+                             "RUN/tensorboard (needs tensorboardX)")
 
     def __post_init__(self):
         if self.recurrent_training and self.neural_ODE_training:

@@ -45,7 +45,8 @@ class RunMismatch(ValueError):
 
 
 # keys that change neither the data, nor the model, nor what training computes
-BOOKKEEPING = {"simulation": ("chunk_frames",), "training": ("steps_per_call", "eval_every")}
+BOOKKEEPING = {"simulation": ("chunk_frames",),
+               "training": ("steps_per_call", "eval_every", "eval_budget", "tensorboard")}
 # keys a dataset on disk does not depend on (measurement noise is drawn at training time)
 DATA_SKIP = {"simulation": TRAINING_SIDE}
 

@@ -56,7 +56,8 @@ def build_config(args) -> Config:
              "lr_update": "training.learning_rate_update_start", "W_L2": "training.coeff_W_L2",
              "grad_clip_W": "training.grad_clip_W", "n_epochs": "training.n_epochs",
              "n_iter": "training.n_iter", "n_frames": "simulation.n_frames", "lr": "training.lr",
-             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding"}
+             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding",
+             "tensorboard": "training.tensorboard"}
     for arg, key in knobs.items():
         value = getattr(args, arg)
         if value is not None and value is not False:
@@ -122,6 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard curves to RUN/tensorboard (pip install -e \".[tensorboard]\")")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
 
     try:
         return _run_seeds(args, cfg, seeds)
-    except (RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
