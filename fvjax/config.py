@@ -63,6 +63,8 @@ class SimulationConfig:
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
+    data_cache: str = _opt("", doc="folder of shared datasets (fvjax.datacache); \"\" = datasets/ next to "
+                           "the run folders")
     # flyvis: reference consistency checks (must match the built network when given);
     # synthetic: the network's size (None = 1000 neurons, 4 types, 0 driven neurons)
     n_neurons: int | None = _opt(None, lo=2)

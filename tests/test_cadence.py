@@ -87,3 +87,44 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, small_data, graph, monke
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ConfigError, match=r"pip install -e \"\.\[tensorboard\]\""):
         fit(_cfg(**{"training.tensorboard": True}), small_data, graph, tmp_path, progress=False)
+
+
+def test_checkpoints_rotate_and_old_run_folders_resume(tmp_path):
+    """orbax CheckpointManager keeps the last two steps; a pre-manager checkpoint folder
+    (checkpoints/e*_i*/state + meta.json) is restored, then replaced by the first new one."""
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+
+    from fvjax.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+
+    like = {"w": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    old = (tmp_path / "checkpoints" / "e000_i00000040").absolute()
+    legacy = ocp.StandardCheckpointer()          # how fvjax wrote checkpoints before the manager
+    legacy.save(old / "state", {"w": np.arange(3.0), "b": np.eye(2)})
+    legacy.wait_until_finished()
+    (old / "meta.json").write_text('{"epoch": 0, "iteration": 40, "wall_time_s": 9.5}')
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt.step is None and ckpt.path == old
+    state, meta = restore_checkpoint(ckpt, like)
+    np.testing.assert_array_equal(state["w"], np.arange(3.0))
+    assert meta == {"epoch": 0, "iteration": 40, "wall_time_s": 9.5}
+    for step in (60, 80, 100):
+        save_checkpoint(tmp_path, {"w": jnp.full(3, step), "b": jnp.eye(2)}, 0, step, 1.0, step=step)
+    assert not old.exists() and sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["100", "80"]
+    save_checkpoint(tmp_path, {"w": jnp.full(3, -1.0), "b": jnp.eye(2)}, 1, 0, 2.0, step=100)   # same step again
+    ckpt = latest_checkpoint(tmp_path)
+    state, meta = restore_checkpoint(ckpt, like)
+    assert ckpt.step == 100 and meta["epoch"] == 1 and float(state["w"][0]) == -1.0
+
+
+def test_resume_drops_check_rows_after_the_checkpoint(tmp_path):
+    """A run killed after a check but before the next checkpoint redoes that check on resume: its
+    old row must go, or metrics_during.csv lists the iteration twice."""
+    from fvjax.train.loop import _truncate_checks
+
+    path = tmp_path / "metrics_during.csv"
+    path.write_text("iteration,connectivity_R2\n4000,0.88\n8000,0.91\n12000,0.93\n")
+    _truncate_checks(path, 8000)
+    assert path.read_text() == "iteration,connectivity_R2\n4000,0.88\n8000,0.91\n"
+    _truncate_checks(path, 2480)
+    assert path.read_text() == "iteration,connectivity_R2\n"

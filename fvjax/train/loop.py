@@ -123,8 +123,10 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     if ckpt is not None:
         state, meta = restore_checkpoint(ckpt, state)
         start_epoch, start_iter, elapsed = meta["epoch"], meta["iteration"], meta["wall_time_s"]
-        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
     n_iter = n_iterations(cfg, n_frames)
+    if ckpt is not None:
+        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
+        _truncate_checks(run_dir / "metrics_during.csv", start_epoch * n_iter + start_iter)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
     base_key = jax.random.PRNGKey(tr.seed + 1)
     cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
@@ -155,11 +157,11 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
                     cadence.record(time.time() - tick)
                 if time.time() - last_ckpt > checkpoint_every_s:
                     log.flush()
-                    save_checkpoint(run_dir, state, epoch, it, time.time() - t0)
+                    save_checkpoint(run_dir, state, epoch, it, time.time() - t0, step=epoch * n_iter + it)
                     last_ckpt = time.time()
             bar.close()
             log.flush()
-            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0)
+            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0, step=(epoch + 1) * n_iter)
     finally:
         log.close()
     return FitResult(state.params, spec, log.history, time.time() - t0, tr.n_epochs * n_iter)
@@ -190,6 +192,18 @@ def _all_finite(params) -> jax.Array:
 def params_finite(params) -> bool:
     """Every parameter finite (checked after each block, before any checkpoint can be written)."""
     return bool(_all_finite(params))
+
+
+def _truncate_checks(path: Path, step: int) -> None:
+    """Drop recovery-check rows after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) <= step]
+    if len(keep) < len(lines):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
 
 
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
