@@ -70,6 +70,8 @@ class SimulationConfig:
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
+    data_cache: str = _opt("", doc="folder of shared datasets (fvjax.datacache); \"\" = datasets/ next to "
+                           "the run folders")
     # flyvis: reference consistency checks (must match the built network when given);
     # synthetic: the network's size (None = 1000 neurons, 4 types, 0 driven neurons)
     n_neurons: int | None = _opt(None, lo=2)
@@ -222,7 +224,12 @@ class TrainingConfig:
     ode_adjoint: bool = _opt(True, doc="True: backsolve adjoint (O(1) memory); False: checkpointed backprop")
     ode_state_clamp: float = _opt(10.0, lo=0.0, doc="the vector field sees clip(v, -c, c); 0 = off")
     steps_per_call: int = _opt(20, lo=1, doc="training steps fused under one lax.scan")
-    eval_every: int = _opt(0, lo=0, doc="connectivity R2 checkpoints every N iterations; 0 = 10 per epoch")
+    eval_every: int = _opt(0, lo=0, doc="grid of the in-training recovery checks, every N iterations; "
+                           "0 = 10 per epoch")
+    eval_budget: float = _opt(0.1, lo=0.0, doc="checks may take at most this share of the training time "
+                              "(grid points are skipped otherwise); 1 = every grid point, 0 = none")
+    tensorboard: bool = _opt(False, doc="also write loss and recovery curves as TensorBoard events in "
+                             "RUN/tensorboard (needs tensorboardX)")
 
     def __post_init__(self):
         if self.recurrent_training and self.neural_ODE_training:

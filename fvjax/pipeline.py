@@ -37,7 +37,7 @@ def network(data: Dataset, cfg: Config):
 
 
 # simulation keys that do not change the files on disk (measurement noise is drawn at training time)
-TRAINING_SIDE = ("chunk_frames", "measurement_noise_level")
+TRAINING_SIDE = ("chunk_frames", "measurement_noise_level", "data_cache")
 
 
 class RunMismatch(ValueError):
@@ -45,7 +45,8 @@ class RunMismatch(ValueError):
 
 
 # keys that change neither the data, nor the model, nor what training computes
-BOOKKEEPING = {"simulation": ("chunk_frames",), "training": ("steps_per_call", "eval_every")}
+BOOKKEEPING = {"simulation": ("chunk_frames", "data_cache"),
+               "training": ("steps_per_call", "eval_every", "eval_budget", "tensorboard")}
 # keys a dataset on disk does not depend on (measurement noise is drawn at training time)
 DATA_SKIP = {"simulation": TRAINING_SIDE}
 
@@ -94,7 +95,11 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True, verify: b
     (a different one is an error naming the keys, never silently reused). Loading checks shapes and
     the ground truth's checksum; ``verify`` re-hashes every array of a reused dataset."""
     if not (data_dir / "manifest.json").is_file():
-        generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
+        from .datacache import dataset_lock
+
+        with dataset_lock(data_dir):       # concurrent runs build it once; the others wait, then reuse
+            if not (data_dir / "manifest.json").is_file():
+                generate_dataset(cfg, data_dir, overwrite=True, progress=progress)
     elif verify:
         verify_dataset(data_dir)
     data = load_dataset(data_dir)
@@ -108,14 +113,20 @@ def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True, verify: b
 
 def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
         header: dict | None = None, plots: bool = True, verify_data: bool = False) -> dict:
-    """Train and evaluate ``cfg`` in ``run_dir`` (data in ``run_dir/data`` unless ``data_dir``).
+    """Train and evaluate ``cfg`` in ``run_dir`` with the dataset in ``data_dir`` (default: the shared
+    dataset cache, :mod:`fvjax.datacache`; ``run_dir/data`` for run folders made before it).
     ``header`` (e.g. the seed) heads analysis.log and is recorded in the metrics.
 
     Writes config.yaml, loss.csv, metrics_during.csv, checkpoints/, metrics.json, analysis.log,
     recovered.npz and plots/*.png; returns the metrics. Re-running resumes. One process at a time
     per folder (:func:`run_lock`)."""
+    from .datacache import cache_root, dataset_dir
+
     run_dir = Path(run_dir)
     check_run_settings(cfg, run_dir)
+    if data_dir is None:
+        data_dir = dataset_dir(cfg, run_dir)
+        cfg = cfg.replace(**{"simulation.data_cache": str(cache_root(cfg, run_dir))})   # recorded in config.yaml
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         return _run_locked(cfg, run_dir, data_dir, progress, header, plots, verify_data)
@@ -163,7 +174,7 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     from .train import fit, model_spec
 
     started = time.time()
-    data = ensure_dataset(cfg, Path(data_dir) if data_dir else run_dir / "data", progress, verify_data)
+    data = ensure_dataset(cfg, Path(data_dir), progress, verify_data)
     check_usable(cfg, data)
     tmp = run_dir / "config.yaml.tmp"   # written once the data are usable: a refused run leaves no settings
     dump_config(cfg, tmp)

@@ -55,8 +55,9 @@ class Run:
     @cached_property
     def dataset(self):
         from .data import load_dataset
+        from .datacache import dataset_dir
 
-        return load_dataset(self.metrics.get("data_dir") or self.path / "data")
+        return load_dataset(self.metrics.get("data_dir") or dataset_dir(self.config, self.path))
 
     @cached_property
     def _network(self):

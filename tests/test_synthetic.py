@@ -2,6 +2,7 @@
 references, and a tiny end-to-end run through the shared pipeline."""
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -108,7 +109,8 @@ def test_synthetic_dataset_and_pipeline(tmp_path):
                                      "hidden_dim_update": 16},
                      "training": {"n_iter": 40, "batch_size": 4, "steps_per_call": 10}})
     metrics = run(cfg, tmp_path / "run", progress=False, plots=False)
-    data = load_dataset(tmp_path / "run" / "data")
+    data = load_dataset(metrics["data_dir"])
+    assert Path(metrics["data_dir"]).parent == tmp_path / "datasets"
     assert data.network == "synthetic" and data.train.stimulus.shape == (400, 4)
     assert len(data.test) == 50
     net = load_network(data.path)

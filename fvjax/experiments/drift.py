@@ -25,15 +25,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     run = Path(args.run)
     files = sorted((run / "during").glob("recovered_*.npz"))
-    if not files or not (run / "data" / "manifest.json").is_file():
-        print(f"error: {run} has no during/recovered_*.npz or no data/ folder; run a training there first",
-              file=sys.stderr)
+    from fvjax.data import DatasetError
+    from fvjax.runs import load_run
+
+    try:
+        data = load_run(run).dataset if files else None
+    except (FileNotFoundError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if data is None:
+        print(f"error: {run} has no during/recovered_*.npz; run a training there first", file=sys.stderr)
         return 2
     from fvjax.connectome import build_connectome
-    from fvjax.data import load_dataset
     from fvjax.diagnostics import drift_table
 
-    data = load_dataset(run / "data")
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
     gt = data.ground_truth(conn)
     snaps = {int(f.stem.split("_")[-1]): dict(np.load(f)) for f in files}

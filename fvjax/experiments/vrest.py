@@ -8,10 +8,11 @@ and noise, train the GNN, evaluate.
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
-Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
+Writes runs/vrest/<preset>_seed<N>/: config.yaml, loss.csv, metrics_during.csv,
 during/ (recovery snapshots), checkpoints/, metrics.json, analysis.log, recovered.npz, per_type.csv,
 plots/*.png (per_type.png: the per-cell-type answer). Re-running the same command resumes; other
-settings in the same folder are refused.
+settings in the same folder are refused. The dataset is shared by every run that needs the same data:
+runs/vrest/datasets/flyvis-<hash>/ (simulation.data_cache sets another folder).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def build_config(args) -> Config:
              "lr_update": "training.learning_rate_update_start", "W_L2": "training.coeff_W_L2",
              "grad_clip_W": "training.grad_clip_W", "n_epochs": "training.n_epochs",
              "n_iter": "training.n_iter", "n_frames": "simulation.n_frames", "lr": "training.lr",
-             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding"}
+             "lr_W": "training.lr_W", "lr_embedding": "training.lr_embedding",
+             "tensorboard": "training.tensorboard"}
     for arg, key in knobs.items():
         value = getattr(args, arg)
         if value is not None and value is not False:
@@ -122,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard curves to RUN/tensorboard (pip install -e \".[tensorboard]\")")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
@@ -138,7 +142,7 @@ def main(argv=None) -> int:
 
     try:
         return _run_seeds(args, cfg, seeds)
-    except (RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -18,11 +18,13 @@ import numpy as np
 from .. import model as M
 from ..config import Config
 from ..data import Dataset, read_rows
+from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import make_optimizer
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
+from .tensorboard import open_tensorboard
 
 
 def n_iterations(cfg: Config, n_frames: int) -> int:
@@ -102,9 +104,10 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
         checkpoint_every_s: float = 600.0) -> FitResult:
     """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows.
 
-    ``on_eval(params, iteration) -> dict`` is called ``eval_every`` iterations (default 10 per epoch)
-    and its results go to ``metrics_during.csv``. With ``resume`` an existing checkpoint in
-    ``run_dir/checkpoints`` is continued exactly (same frames, same keys).
+    ``on_eval(params, iteration) -> dict`` is called on the grid of ``eval_every`` iterations (default
+    10 per epoch) while its cost stays within ``eval_budget`` of the training time (see
+    :mod:`fvjax.train.cadence`); its results go to ``metrics_during.csv``. With ``resume`` an existing
+    checkpoint in ``run_dir/checkpoints`` is continued exactly (same frames, same keys).
     """
     from tqdm.auto import tqdm
 
@@ -120,57 +123,65 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     if ckpt is not None:
         state, meta = restore_checkpoint(ckpt, state)
         start_epoch, start_iter, elapsed = meta["epoch"], meta["iteration"], meta["wall_time_s"]
-        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
     n_iter = n_iterations(cfg, n_frames)
+    if ckpt is not None:
+        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
+        _truncate_checks(run_dir / "metrics_during.csv", start_epoch * n_iter + start_iter)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
     base_key = jax.random.PRNGKey(tr.seed + 1)
-    eval_every = tr.eval_every or max(n_iter // 10, 1)
-    history: list[dict] = []
+    cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
     t0, last_ckpt = time.time() - elapsed, time.time()
-    loss_file = open(run_dir / "loss.csv", "a", newline="")
-    writer = None
-    for epoch in range(start_epoch, tr.n_epochs):
-        recurrent, time_step = _epoch_mode(cfg, epoch)
-        _, scanned = make_steps(spec, optimizer, step_config(cfg, epoch))
-        coeffs = coefficients(tr, epoch)
-        idx = frame_indices(cfg, n_frames, epoch, n_iter, time_step)
-        it = start_iter if epoch == start_epoch else 0
-        bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{tr.n_epochs}", disable=not progress)
-        while it < n_iter:
-            k = min(tr.steps_per_call, n_iter - it, eval_every - it % eval_every)
-            batches = gather_block(data, idx[it:it + k], time_step, recurrent)
-            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
-            state, terms = scanned(state, batches, keys, graph, xnorm, coeffs)
-            terms = {name: np.asarray(v) for name, v in terms.items()}
-            it += k
-            row = {"epoch": epoch, "iteration": it, "wall_s": round(time.time() - t0, 2),
-                   **{name: float(v.mean()) for name, v in terms.items()}}
-            if writer is None:
-                writer = csv.DictWriter(loss_file, fieldnames=list(row))
-                if loss_file.tell() == 0:
-                    writer.writeheader()
-            writer.writerow(row)
-            history.append(row)
-            bar.update(k)
-            bar.set_postfix(loss=f"{row['data'] / data.train.voltage.shape[1]:.4f}")
-            bad = [name for name, v in terms.items() if not np.isfinite(v).all()]
-            if bad or not params_finite(state.params):
-                loss_file.flush()
-                what = f"loss term(s) {', '.join(bad)} not finite" if bad else "parameters not finite"
-                raise FloatingPointError(
-                    f"training diverged at epoch {epoch}, iteration {it} ({what}); nothing was saved after the "
-                    f"last finite checkpoint in {run_dir / 'checkpoints'}. Lower the learning rates or check the data")
-            if on_eval is not None and it % eval_every == 0:
-                _log_eval(run_dir, on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
-            if time.time() - last_ckpt > checkpoint_every_s:
-                loss_file.flush()
-                save_checkpoint(run_dir, state, epoch, it, time.time() - t0)
-                last_ckpt = time.time()
-        bar.close()
-        loss_file.flush()
-        save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0)
-    loss_file.close()
-    return FitResult(state.params, spec, history, time.time() - t0, tr.n_epochs * n_iter)
+    log = TrainingLog(run_dir, tensorboard=tr.tensorboard)
+    try:
+        for epoch in range(start_epoch, tr.n_epochs):
+            recurrent, time_step = _epoch_mode(cfg, epoch)
+            _, scanned = make_steps(spec, optimizer, step_config(cfg, epoch))
+            coeffs = coefficients(tr, epoch)
+            idx = frame_indices(cfg, n_frames, epoch, n_iter, time_step)
+            it = start_iter if epoch == start_epoch else 0
+            bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{tr.n_epochs}", disable=not progress)
+            while it < n_iter:
+                k = min(tr.steps_per_call, n_iter - it, cadence.every - it % cadence.every)
+                batches = gather_block(data, idx[it:it + k], time_step, recurrent)
+                keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
+                state, terms = scanned(state, batches, keys, graph, xnorm, coeffs)
+                terms = {name: np.asarray(v) for name, v in terms.items()}
+                it += k
+                row = log.losses(epoch, it, epoch * n_iter + it, round(time.time() - t0, 2), terms)
+                bar.update(k)
+                bar.set_postfix(_postfix(row["data"] / data.train.voltage.shape[1], cadence), refresh=False)
+                _check_finite(terms, state.params, epoch, it, run_dir, log)
+                if cadence.due(it):
+                    tick = time.time()
+                    log.metrics(on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
+                    cadence.record(time.time() - tick)
+                if time.time() - last_ckpt > checkpoint_every_s:
+                    log.flush()
+                    save_checkpoint(run_dir, state, epoch, it, time.time() - t0, step=epoch * n_iter + it)
+                    last_ckpt = time.time()
+            bar.close()
+            log.flush()
+            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0, step=(epoch + 1) * n_iter)
+    finally:
+        log.close()
+    return FitResult(state.params, spec, log.history, time.time() - t0, tr.n_epochs * n_iter)
+
+
+def _postfix(loss: float, cadence: EvalCadence) -> dict:
+    out = {"loss": f"{loss:.4f}"}
+    if cadence.budget > 0:
+        out["checks"] = f"{100 * cadence.share():.0f}% of time"
+    return out
+
+
+def _check_finite(terms: dict, params, epoch: int, it: int, run_dir: Path, log: "TrainingLog") -> None:
+    bad = [name for name, v in terms.items() if not np.isfinite(v).all()]
+    if bad or not params_finite(params):
+        log.flush()
+        what = f"loss term(s) {', '.join(bad)} not finite" if bad else "parameters not finite"
+        raise FloatingPointError(
+            f"training diverged at epoch {epoch}, iteration {it} ({what}); nothing was saved after the "
+            f"last finite checkpoint in {run_dir / 'checkpoints'}. Lower the learning rates or check the data")
 
 
 @jax.jit
@@ -181,6 +192,18 @@ def _all_finite(params) -> jax.Array:
 def params_finite(params) -> bool:
     """Every parameter finite (checked after each block, before any checkpoint can be written)."""
     return bool(_all_finite(params))
+
+
+def _truncate_checks(path: Path, step: int) -> None:
+    """Drop recovery-check rows after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) <= step]
+    if len(keep) < len(lines):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
 
 
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
@@ -197,13 +220,52 @@ def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
             w.writerows(keep)
 
 
-def _log_eval(run_dir: Path, values: dict, iteration: int) -> None:
-    path = run_dir / "metrics_during.csv"
-    new = not path.exists()
-    with open(path, "a") as f:
-        if new:
-            f.write("iteration," + ",".join(values) + "\n")
-        f.write(f"{iteration}," + ",".join(f"{v:.6f}" for v in values.values()) + "\n")
-    tmp = run_dir / f".last_eval.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"iteration": iteration, **values}))
-    os.replace(tmp, run_dir / "last_eval.json")
+class TrainingLog:
+    """Where the training curves go: ``loss.csv`` (one row per block of steps), ``metrics_during.csv``
+    and ``last_eval.json`` (one row per recovery check) and, with ``tensorboard``, TensorBoard event
+    files in ``run_dir/tensorboard`` (tensorboardX; ``pip install -e ".[tensorboard]"``)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False):
+        self.run_dir = run_dir
+        self.history: list[dict] = []
+        self._board = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
+        self._file = open(run_dir / "loss.csv", "a", newline="")
+        self._writer = None
+
+    def losses(self, epoch: int, it: int, step: int, wall_s: float, terms: dict) -> dict:
+        row = {"epoch": epoch, "iteration": it, "wall_s": wall_s,
+               **{name: float(v.mean()) for name, v in terms.items()}}
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
+            if self._file.tell() == 0:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self.history.append(row)
+        if self._board is not None:
+            for name in terms:
+                self._board.add_scalar(f"loss/{name}", row[name], step)
+        return row
+
+    def metrics(self, values: dict, iteration: int) -> None:
+        path = self.run_dir / "metrics_during.csv"
+        new = not path.exists()
+        with open(path, "a") as f:
+            if new:
+                f.write("iteration," + ",".join(values) + "\n")
+            f.write(f"{iteration}," + ",".join(f"{v:.6f}" for v in values.values()) + "\n")
+        tmp = self.run_dir / f".last_eval.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps({"iteration": iteration, **values}))
+        os.replace(tmp, self.run_dir / "last_eval.json")
+        if self._board is not None:
+            for name, v in values.items():
+                self._board.add_scalar(f"recovery/{name}", float(v), iteration)
+
+    def flush(self) -> None:
+        self._file.flush()
+        if self._board is not None:
+            self._board.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
