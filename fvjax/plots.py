@@ -239,11 +239,11 @@ def edge_responses(names, traces_true, traces_recovered, base_true, base_recover
         rec = np.asarray(traces_recovered)[c, speed, :, :, t] - base_recovered[t]
         pd = int(np.nanargmax(np.nanmax(true, 1)))
         time = (np.arange(true.shape[1]) - n_pre) * dt
-        for a, shade in ((pd, 1.0), ((pd + n_angles // 2) % n_angles, 0.45)):
-            ax.plot(time, true[a], color=(0, 0, 0, shade), lw=1.2, label=f"true {angles[a]:.0f}°")
-            ax.plot(time, rec[a], "--", color=(0.84, 0.15, 0.16, shade), lw=1.2, label=f"recovered {angles[a]:.0f}°")
+        for a, shade, which in ((pd, 1.0, "preferred"), ((pd + n_angles // 2) % n_angles, 0.45, "opposite")):
+            ax.plot(time, true[a], color=(0, 0, 0, shade), lw=1.2, label=f"true, {which}")
+            ax.plot(time, rec[a], "--", color=(0.84, 0.15, 0.16, shade), lw=1.2, label=f"recovered, {which}")
         ax.axhline(0, color="0.8", lw=0.5, zorder=0)
-        ax.set_title(f"{name} ({'ON' if c == 0 else 'OFF'})", fontsize=9)
+        ax.set_title(f"{name} ({'ON' if c == 0 else 'OFF'} edge, preferred {angles[pd]:.0f}°)", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes[len(types):]:
         ax.axis("off")
