@@ -122,7 +122,7 @@ def test_dataset_run_and_analysis_log(tmp_path):
                                      "hidden_dim_update": 16},
                      "training": {"n_iter": 20, "batch_size": 4, "steps_per_call": 10}})
     metrics = run(cfg, tmp_path / "run", progress=False, plots=False)
-    data = load_dataset(tmp_path / "run" / "data")
+    data = load_dataset(metrics["data_dir"])   # the shared dataset cache (fvjax.datacache)
     net = load_network(data.path)
     assert isinstance(net, PDEN2Network)
     np.testing.assert_array_equal(net.W, make_network(cfg.simulation).W)
