@@ -11,6 +11,7 @@ Key names follow the flyvis-gnn reference (``simulation.n_frames``, ``delta_t``,
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import math
@@ -369,7 +370,8 @@ def _check_range(f, value, where):
             raise ConfigError(f"{where}: {v!r} is above the maximum {meta['hi']}")
 
 
-_IGNORED: list[str] = []
+# reference keys accepted but inert, collected per from_dict call (a ContextVar: re-entrant, per thread)
+_IGNORED: contextvars.ContextVar[list[str]] = contextvars.ContextVar("fvjax_config_ignored")
 
 
 def _build(cls, data: dict, where: str):
@@ -389,13 +391,13 @@ def _build(cls, data: dict, where: str):
             _check_range(fields[key], value, here)
             kwargs[key] = value
         elif key in INERT_KEYS.get(section, ()):
-            _IGNORED.append(here.removeprefix("config."))
+            _IGNORED.get().append(here.removeprefix("config."))
         elif key in UNSUPPORTED_UNLESS.get(section, {}):
             allowed = UNSUPPORTED_UNLESS[section][key]
             if value not in allowed:
                 raise ConfigError(f"{here}: {value!r} is not supported by fvjax (only {allowed[0]!r}); "
                                   f"remove the key or set it to {allowed[0]!r}")
-            _IGNORED.append(here.removeprefix("config."))
+            _IGNORED.get().append(here.removeprefix("config."))
         elif key in HINTS.get(section, {}):
             raise ConfigError(f"{here}: unknown key (the reference ignored it too); the learning rate you mean is "
                               f"{where.removeprefix('config.')}.{HINTS[section][key]}")
@@ -408,9 +410,12 @@ def _build(cls, data: dict, where: str):
 
 def from_dict(data: dict | None, ignored: tuple[str, ...] = ()) -> Config:
     """Validate a nested mapping into a :class:`Config`."""
-    _IGNORED.clear()
-    cfg = _build(Config, data or {}, "config")
-    return dataclasses.replace(cfg, ignored=tuple(ignored) + tuple(_IGNORED))
+    token = _IGNORED.set([])
+    try:
+        cfg = _build(Config, data or {}, "config")
+        return dataclasses.replace(cfg, ignored=tuple(ignored) + tuple(_IGNORED.get()))
+    finally:
+        _IGNORED.reset(token)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -130,10 +130,7 @@ def steady_state(circuit: Circuit, n_steps: int = 100, grey: float = 0.5, dt: fl
     """Start at V_rest and run ``n_steps`` noise-free Euler steps with constant ``grey`` input."""
     stim = jnp.full(circuit.input_index.shape, grey, circuit.V_rest.dtype)
 
-    def body(_, v):
-        return v + dt * rhs(circuit, v, stim, dt, tau_clamp)
-
-    return jax.lax.fori_loop(0, n_steps, body, circuit.V_rest)
+    return jax.lax.fori_loop(0, n_steps, lambda _, v: euler_step(circuit, v, stim, dt, tau_clamp), circuit.V_rest)
 
 
 class Trajectory(NamedTuple):

@@ -1,6 +1,6 @@
 import pytest
 
-from fvjax.config import ConfigError, dump_config, load_config
+from fvjax.config import ConfigError, dump_config, from_dict, load_config
 
 
 def test_defaults():
@@ -123,3 +123,25 @@ def test_learning_rate_spellings_get_the_right_hint():
             load_config(None, {f"training.{key}": 1e-3})
     cfg = load_config(None, {"training.learning_rate_W_start": 1e-3, "training.learning_rate_start": 2e-3})
     assert (cfg.training.lr_W, cfg.training.lr) == (1e-3, 2e-3)
+
+
+def test_ignored_keys_are_collected_per_call_across_threads():
+    """Loading is re-entrant: concurrent loads each report only their own inert reference keys."""
+    import threading
+
+    from fvjax.config import INERT_KEYS
+
+    section, inert = "training", sorted(INERT_KEYS["training"])
+    out = {}
+
+    def load(i):
+        for _ in range(1000):
+            cfg = from_dict({section: {inert[i]: 1}})
+            out.setdefault(i, set()).add(cfg.ignored)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {0: {(f"{section}.{inert[0]}",)}, 1: {(f"{section}.{inert[1]}",)}}

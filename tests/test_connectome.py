@@ -158,3 +158,14 @@ def test_to_jraph(conn):
     assert isinstance(g, jraph.GraphsTuple)
     assert int(g.n_edge[0]) == 434112 and g.senders.shape == (434112,)
     np.testing.assert_array_equal(np.asarray(g.receivers), conn.edge_dst)
+
+
+def test_the_shared_connectome_is_read_only(conn):
+    """build_connectome memoises one Connectome per extent for every caller: writing into it fails."""
+    import pytest
+
+    from fvjax.connectome import build_connectome
+
+    assert build_connectome(8) is build_connectome(8)
+    with pytest.raises(ValueError, match="read-only"):
+        build_connectome(8).edge_src[0] = 5

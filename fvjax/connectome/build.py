@@ -238,7 +238,10 @@ def build_connectome(extent: int = 8, path: str | Path | None = None, download: 
     if path is None and extent in _CACHE:
         return _CACHE[extent]
     result = build_from_spec(load_spec(path, download), extent)
-    if path is None:
+    if path is None:   # shared by every caller: read-only, so no caller can change it for the others
+        for value in vars(result).values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
         _CACHE[extent] = result
     return result
 
