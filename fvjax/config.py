@@ -52,7 +52,7 @@ class SimulationConfig:
     delta_t: float = _opt(0.02, lo=1e-5, hi=1.0, doc="Euler step [s]")
     noise_model_level: float = _opt(0.05, lo=0.0, doc="process noise std added to v after each step")
     measurement_noise_level: float = _opt(0.0, lo=0.0, doc="sigma_m: training reads v + n(t) and the noisy "
-                                                           "derivative (the later reference); 0 in Node 21")
+                                                           "derivative (the later reference); 0 in the baseline recipe")
     tau_clamp: bool = _opt(False, doc="use max(tau, dt) like flyvis (True) or raw tau like flyvis-gnn")
     steady_state_time: float = _opt(2.0, lo=0.0, doc="grey pre-roll [s] giving the initial state")
     grey: float = _opt(0.5, lo=0.0, hi=1.0, doc="luminance of the pre-roll")
@@ -170,8 +170,8 @@ PERTURBATIONS = ("multiplicative", "additive")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training (reference section ``training``). Defaults: the locked "Node 21" recipe of the V_rest
-    exploration (seed 000), with every regulariser at full strength from the first iteration."""
+    """Training (reference section ``training``). Defaults: the recipe that produced the reference's
+    model-000 baseline (docs/training.md; in the reference's exploration log it is "Node 21")."""
 
     n_epochs: int = _opt(1, lo=1)
     batch_size: int = _opt(2, lo=1)
@@ -184,13 +184,13 @@ class TrainingConfig:
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
     w_init_mode: str = _opt("zeros", choices=("zeros", "randn", "randn_scaled"),
-                            doc="Node 21: zeros (the later reference recipe: randn_scaled)")
+                            doc="baseline recipe: zeros (the later reference recipe: randn_scaled)")
     w_init_scale: float = _opt(1.0, lo=0.0)
     coeff_W_L1: float = _opt(3.5e-5, lo=0.0)
     coeff_W_L2: float = _opt(2.5e-6, lo=0.0, doc="c ||W||_2; applies together with W_L1 (unlike the reference)")
     coeff_g_phi_diff: float = _opt(750.0, lo=0.0, doc="monotonicity of g_phi")
     g_phi_diff_perturbation: str = _opt("multiplicative", choices=tuple(PERTURBATIONS),
-                                        doc="g_phi_diff compares g(v) with g(v (1 + delta)) (Node 21) "
+                                        doc="g_phi_diff compares g(v) with g(v (1 + delta)) (baseline recipe) "
                                             "or g(v + delta xnorm) (later reference)")
     g_phi_diff_delta: float = _opt(0.05, lo=0.0, doc="relative step of the g_phi_diff perturbation")
     coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
@@ -201,12 +201,12 @@ class TrainingConfig:
     coeff_f_theta_weight_L1: float = _opt(0.5, lo=0.0)
     coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
     regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")
-    coeff_W_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of W_L1 (Node 21: 0.5, so off in epoch 0)")
-    coeff_g_phi_weight_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of g_phi's L1 (Node 21: 0.5)")
+    coeff_W_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of W_L1 (baseline: 0.5, so off in epoch 0)")
+    coeff_g_phi_weight_L1_rate: float = _opt(0.5, lo=0.0, doc="annealing rate of g_phi's L1 (baseline: 0.5)")
     g_phi_weight_L1_annealing: str = _opt("power", choices=tuple(ANNEALING_FORMS),
-                                          doc="power: 1 - exp(-rate**epoch), the Node-21 code's form "
+                                          doc="power: 1 - exp(-rate**epoch), the baseline code's form "
                                               "(0.632 in epoch 0); exponential: 1 - exp(-rate * epoch)")
-    coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (Node 21: 0.4)")
+    coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (baseline: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
     lr_scheduler_T0: int = _opt(1000, lo=1)
