@@ -6,6 +6,8 @@ and noise, train the GNN, evaluate.
     python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2 (the paper's size)
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
+    python -m experiments.vrest --seeds 1-8 --cluster local:4  # four dask worker processes (docs/cluster.md)
+    python -m experiments.vrest --seeds 1-8 --cluster lsf --cluster-config lsf.yaml   # workers as LSF jobs
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/: config.yaml, data/ (the dataset), loss.csv, metrics_during.csv,
@@ -122,6 +124,12 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
+    p.add_argument("--cluster", metavar="local:N|slurm|lsf|pbs",
+                   help="run each seed's folder as a task on dask.distributed: a LocalCluster of N worker "
+                        "processes, or workers submitted to a queue (needs --cluster-config; docs/cluster.md)")
+    p.add_argument("--cluster-config", metavar="FILE", help="YAML of dask-jobqueue options (cores, memory, ...)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="with --cluster: times a failed seed is re-run (it resumes from its checkpoint)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
@@ -130,6 +138,7 @@ def main(argv=None) -> int:
     try:
         cfg = build_config(args)
         seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+        cluster = cluster_spec(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -137,7 +146,7 @@ def main(argv=None) -> int:
     from fvjax.pipeline import RunLocked, RunMismatch
 
     try:
-        return _run_seeds(args, cfg, seeds)
+        return _run_seeds(args, cfg, seeds, cluster)
     except (RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
         if args.debug:
             raise
@@ -150,22 +159,47 @@ def main(argv=None) -> int:
         return 3
 
 
-def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
-    results = {}
-    if args.jobs > 1 and len(seeds) > 1:
-        from fvjax.pipeline import run_many
+def cluster_spec(args):
+    """The --cluster/--cluster-config/--retries choice checked (ConfigError), or None without --cluster."""
+    if args.cluster is None:
+        if args.cluster_config:
+            raise ConfigError(f"--cluster-config {args.cluster_config} needs --cluster slurm|lsf|pbs")
+        return None
+    from fvjax.cluster import parse_cluster, require_dask
 
-        tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
-                  "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
+    if args.jobs > 1:
+        raise ConfigError("--jobs and --cluster exclude each other (--cluster local:N runs N seeds at a time)")
+    if args.retries < 0:
+        raise ConfigError(f"--retries {args.retries}: must be >= 0")
+    spec = parse_cluster(args.cluster, args.cluster_config)
+    require_dask(spec)
+    return spec
+
+
+def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
+    from fvjax.pipeline import run_many
+
+    tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
+              "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
+
+    def report(task, metrics):
+        print(f"   seed {task['header']['seed']}: " + _line(metrics), flush=True)
+    if cluster is not None:
+        from fvjax.cluster import open_client
+
+        print(f"== seeds {seeds}: dask cluster {args.cluster} -> {args.out}", flush=True)
+        with open_client(cluster) as client:
+            metrics = run_many(tasks, on_result=report, client=client, retries=args.retries)
+    elif args.jobs > 1 and len(seeds) > 1:
         print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
-        metrics = run_many(tasks, args.jobs,
-                           on_result=lambda t, m: print(f"   seed {t['header']['seed']}: " + _line(m), flush=True))
-        results = dict(zip(seeds, metrics))
-    for seed in seeds if not results else []:
-        run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
-        print(f"== seed {seed} -> {run_dir}", flush=True)
-        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet, verify_data=args.verify_data)
-        print("   " + _line(results[seed]), flush=True)
+        metrics = run_many(tasks, args.jobs, on_result=report)
+    else:
+        metrics = []
+        for seed, task in zip(seeds, tasks):
+            print(f"== seed {seed} -> {task['run_dir']}", flush=True)
+            metrics.append(run_seed(cfg, seed, task["run_dir"], progress=not args.quiet, verify_data=args.verify_data))
+            print("   " + _line(metrics[-1]), flush=True)
+    results = dict(zip(seeds, metrics))
     if len(seeds) > 1:
         summary = summarize(results)
         path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
