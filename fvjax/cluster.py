@@ -30,14 +30,14 @@ COMMON_KEYS = {"cores": _INT, "memory": _STR, "processes": _INT, "n_workers": _I
 KIND_KEYS = {"slurm": {"account": _STR, "job_cpu": _INT, "job_mem": _STR},
              "lsf": {"project": _STR, "ncpus": _INT, "mem": _INT, "lsf_units": _STR, "use_stdin": (bool,)},
              "pbs": {"project": _STR, "account": _STR, "resource_spec": _STR}}
-REQUIRED = ("cores", "memory")
+REQUIRED = ("cores", "memory", "n_workers")
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
     kind: str                          # "local" or a JOBQUEUE key
-    n_workers: int = 0                 # local:N
-    options: tuple = ()                # validated (key, value) pairs of the cluster-config file
+    n_workers: int = 0                 # local:N, or the file's n_workers (worker jobs submitted)
+    options: tuple = ()                # validated (key, value) pairs of the cluster-config file, n_workers aside
     source: str = ""                   # the cluster-config file
 
 
@@ -56,8 +56,9 @@ def parse_cluster(text: str, config_file: str | None = None) -> ClusterSpec:
     if not config_file:
         raise ConfigError(f"--cluster {kind} needs --cluster-config FILE (YAML with {', '.join(REQUIRED)}, ...; "
                           f"docs/cluster.md)")
-    return ClusterSpec(kind, options=tuple(sorted(load_cluster_config(kind, config_file).items())),
-                       source=str(config_file))
+    options = load_cluster_config(kind, config_file)
+    n_workers = options.pop("n_workers")
+    return ClusterSpec(kind, n_workers, tuple(sorted(options.items())), str(config_file))
 
 
 def load_cluster_config(kind: str, path: str | Path) -> dict:
@@ -80,7 +81,8 @@ def load_cluster_config(kind: str, path: str | Path) -> dict:
             raise ConfigError(f"{path}: {key} should be a list of strings")
     for key in REQUIRED:
         if key not in data:
-            raise ConfigError(f"{path}: missing key {key!r} (e.g. cores: 8, memory: 32GB)")
+            raise ConfigError(f"{path}: missing key {key!r} (e.g. cores: 8, memory: 32GB, n_workers: 8; "
+                              f"docs/cluster.md)")
     if min(data.get("cores", 1), data.get("processes", 1), data.get("n_workers", 1)) < 1:
         raise ConfigError(f"{path}: cores, processes and n_workers must be >= 1")
     return data
@@ -96,6 +98,7 @@ def _local(spec: ClusterSpec, env: dict):
 
 
 def _jobqueue(spec: ClusterSpec, env: dict):
+    """The dask-jobqueue cluster, no job submitted yet (:func:`open_client` scales it)."""
     import dask_jobqueue
 
     kwargs = {"processes": 1, **dict(spec.options)}   # one worker per job: a run's JAX uses all its cores
@@ -119,6 +122,42 @@ def require_dask(spec: ClusterSpec) -> None:
                           f"which is not installed: {INSTALL}")
 
 
+def add_arguments(parser, task: str = "run") -> None:
+    """--cluster, --cluster-config and --retries for a command line whose tasks are ``task``s."""
+    parser.add_argument("--cluster", metavar="local:N|slurm|lsf|pbs",
+                        help=f"run each {task}'s folder as a task on dask.distributed: a LocalCluster of N worker "
+                             f"processes, or workers submitted to a queue (needs --cluster-config; docs/cluster.md)")
+    parser.add_argument("--cluster-config", metavar="FILE", help="YAML of dask-jobqueue options (cores, memory, "
+                                                                 "n_workers, ...)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help=f"with --cluster: times a failed {task} is re-run (it resumes from its checkpoint)")
+
+
+def from_arguments(args) -> ClusterSpec | None:
+    """The --cluster/--cluster-config/--retries choice checked (ConfigError), or None without --cluster."""
+    if args.cluster is None:
+        if args.cluster_config:
+            raise ConfigError(f"--cluster-config {args.cluster_config} needs --cluster {'|'.join(JOBQUEUE)}")
+        return None
+    if getattr(args, "jobs", 1) > 1:
+        raise ConfigError("--jobs and --cluster exclude each other (--cluster local:N runs N at a time)")
+    if args.retries < 0:
+        raise ConfigError(f"--retries {args.retries}: must be >= 0")
+    spec = parse_cluster(args.cluster, args.cluster_config)
+    require_dask(spec)
+    return spec
+
+
+@contextmanager
+def maybe_client(spec: ClusterSpec | None):
+    """:func:`open_client` for a spec, None for no spec."""
+    if spec is None:
+        yield None
+    else:
+        with open_client(spec) as client:
+            yield client
+
+
 @contextmanager
 def open_client(spec: ClusterSpec):
     """A dask ``Client`` on the cluster ``spec`` describes (started here, closed on exit). Worker
@@ -128,8 +167,10 @@ def open_client(spec: ClusterSpec):
     from .device import worker_env
 
     require_dask(spec)
-    with BUILDERS[spec.kind](spec, worker_env()) as cluster, Client(cluster) as client:
-        yield client
+    with BUILDERS[spec.kind](spec, worker_env()) as cluster:
+        cluster.scale(spec.n_workers)     # submits the jobs (a LocalCluster has its workers already)
+        with Client(cluster) as client:
+            yield client
 
 
 def run_on_client(client, tasks: list[dict], fn: Callable, on_result=None, retries: int = 2) -> list[dict]:

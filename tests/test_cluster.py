@@ -78,19 +78,47 @@ def test_failed_task_is_retried_and_errors_wait_for_the_others(tmp_path):
         assert seen == [4] and (tmp_path / "bad" / "attempts").read_text() == "3"
 
 
+def test_explore_slots_as_dask_tasks_match_sequential(tmp_path):
+    """explore with a dask client: the slots and the robustness seeds run as tasks; the log and the
+    robustness statistics equal the sequential ones."""
+    from distributed import Client, LocalCluster
+
+    from fvjax.cluster import RESOURCE
+    from fvjax.config import from_dict
+    from fvjax.explore import ExploreSettings, SweepProposer, explore
+    from fvjax.explore.tree import parse_log
+    from tests.test_explore import _fake_run
+
+    settings = ExploreSettings("p", n_iterations=4, n_parallel=2, robustness_seeds=2)
+    space = {"training.lr_W": [1e-4, 1e-3, 1e-2]}
+    logs = {}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                      resources={RESOURCE: 2}) as cluster, Client(cluster) as client:
+        for name, c in (("dask", client), ("sequential", None)):
+            explore(from_dict({}), tmp_path / name, SweepProposer(space, "ordered"), settings, run_fn=_fake_run,
+                    progress=False, client=c)
+            logs[name] = [(n.id, n.parent, n.metrics["connectivity_R2"])
+                          for n in parse_log((tmp_path / name / "p_analysis.md").read_text())]
+    assert logs["dask"] == logs["sequential"] and len(logs["dask"]) == 4
+    robust = [json.loads((tmp_path / name / "robustness.json").read_text()) for name in ("dask", "sequential")]
+    assert robust[0] == robust[1] and robust[0]["seeds"] == [1, 2]
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--cluster", "local"], "write local:N"),
     (["--cluster", "local:0"], "write local:N"),
     (["--cluster", "sge"], "expected local:N or one of slurm, lsf, pbs"),
     (["--cluster", "slurm"], "needs --cluster-config"),
     (["--cluster-config", "x.yaml"], "needs --cluster slurm|lsf|pbs"),
-    (["--cluster", "local:2", "--jobs", "2", "--seeds", "1-2"], "--jobs and --cluster exclude each other"),
+    (["--cluster", "local:2", "--jobs", "2"], "--jobs and --cluster exclude each other"),
     (["--cluster", "local:2", "--retries", "-1"], "--retries -1"),
     (["--cluster", "lsf", "--cluster-config", "{dir}/missing.yaml"], "missing.yaml does not exist"),
 ])
-def test_cluster_arguments_are_checked(tmp_path, capsys, argv, says):
-    from fvjax.experiments.vrest import main
+@pytest.mark.parametrize("program", ["vrest", "explore"])
+def test_cluster_arguments_are_checked(tmp_path, capsys, argv, says, program):
+    from importlib import import_module
 
+    main = import_module(f"fvjax.experiments.{program}").main
     argv = [a.format(dir=tmp_path) for a in argv]
     assert main([*argv, "--out", str(tmp_path / "runs")]) == 2
     assert says in capsys.readouterr().err
@@ -98,12 +126,15 @@ def test_cluster_arguments_are_checked(tmp_path, capsys, argv, says):
 
 
 @pytest.mark.parametrize("text, says", [
-    ("cores: 8\nmemory: 32GB\ncpus: 4\n", "unknown key 'cpus' for --cluster slurm"),
-    ("cores: 8\nmemory: 32GB\nncpus: 4\n", "unknown key 'ncpus' for --cluster slurm"),   # an LSF key
-    ("memory: 32GB\n", "missing key 'cores'"),
-    ("cores: '8'\nmemory: 32GB\n", "cores = '8' should be of type int"),
-    ("cores: 8\nmemory: 32GB\njob_extra_directives: --gres=gpu:1\n", "job_extra_directives = '--gres=gpu:1' should be of type list"),
+    ("cores: 8\nmemory: 32GB\nn_workers: 2\ncpus: 4\n", "unknown key 'cpus' for --cluster slurm"),
+    ("cores: 8\nmemory: 32GB\nn_workers: 2\nncpus: 4\n", "unknown key 'ncpus' for --cluster slurm"),   # an LSF key
+    ("memory: 32GB\nn_workers: 2\n", "missing key 'cores'"),
+    ("cores: 8\nmemory: 32GB\n", "missing key 'n_workers'"),
+    ("cores: '8'\nmemory: 32GB\nn_workers: 2\n", "cores = '8' should be of type int"),
+    ("cores: 8\nmemory: 32GB\nn_workers: 2\njob_extra_directives: --gres=gpu:1\n",
+     "job_extra_directives = '--gres=gpu:1' should be of type list"),
     ("cores: 8\nmemory: 32GB\nn_workers: 0\n", "must be >= 1"),
+    ("cores: 8\nmemory: 32GB\nn_workers: true\n", "n_workers = True should be of type int"),
     ("- cores\n", "top level must be a mapping"),
     ("cores: 8\ncores: 4\nmemory: 32GB\n", "'cores' appears twice"),
 ])
@@ -125,7 +156,7 @@ def test_missing_dask_jobqueue_says_how_to_install(tmp_path, capsys, monkeypatch
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dask_jobqueue" else real(name, *a))
     path = tmp_path / "lsf.yaml"
-    path.write_text("cores: 8\nmemory: 32GB\nproject: flyvis\n")
+    path.write_text("cores: 8\nmemory: 32GB\nn_workers: 2\nproject: flyvis\n")
     assert main(["--cluster", "lsf", "--cluster-config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "dask-jobqueue" in err and 'pip install -e ".[cluster]"' in err
@@ -139,9 +170,10 @@ def test_jobqueue_job_script_has_worker_env_and_one_run_per_worker(tmp_path, mon
 
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     path = tmp_path / "lsf.yaml"
-    path.write_text("cores: 8\nmemory: 32GB\nproject: flyvis\nqueue: gpu_a100\nwalltime: '04:00'\n"
+    path.write_text("cores: 8\nmemory: 32GB\nn_workers: 3\nproject: flyvis\nqueue: gpu_a100\nwalltime: '04:00'\n"
                     "job_script_prologue: [source ~/venv/bin/activate]\n")
     spec = parse_cluster("lsf", str(path))
+    assert spec.n_workers == 3 and "n_workers" not in dict(spec.options)
     with BUILDERS["lsf"](spec, worker_env()) as cluster:
         script = cluster.job_script()
     assert "#BSUB -q gpu_a100" in script and '#BSUB -P "flyvis"' in script and "#BSUB -n 8" in script

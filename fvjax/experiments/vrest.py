@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fvjax.cluster import add_arguments as cluster_arguments
+from fvjax.cluster import from_arguments as cluster_from_arguments
 from fvjax.config import ConfigError, Config, load_config
 from fvjax.generate import parse_sets
 
@@ -124,12 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="with --seeds: worker processes, each pinned to its share of the cores; not faster "
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
-    p.add_argument("--cluster", metavar="local:N|slurm|lsf|pbs",
-                   help="run each seed's folder as a task on dask.distributed: a LocalCluster of N worker "
-                        "processes, or workers submitted to a queue (needs --cluster-config; docs/cluster.md)")
-    p.add_argument("--cluster-config", metavar="FILE", help="YAML of dask-jobqueue options (cores, memory, ...)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="with --cluster: times a failed seed is re-run (it resumes from its checkpoint)")
+    cluster_arguments(p, "seed")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
@@ -138,7 +135,7 @@ def main(argv=None) -> int:
     try:
         cfg = build_config(args)
         seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
-        cluster = cluster_spec(args)
+        cluster = cluster_from_arguments(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -157,23 +154,6 @@ def main(argv=None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 3
-
-
-def cluster_spec(args):
-    """The --cluster/--cluster-config/--retries choice checked (ConfigError), or None without --cluster."""
-    if args.cluster is None:
-        if args.cluster_config:
-            raise ConfigError(f"--cluster-config {args.cluster_config} needs --cluster slurm|lsf|pbs")
-        return None
-    from fvjax.cluster import parse_cluster, require_dask
-
-    if args.jobs > 1:
-        raise ConfigError("--jobs and --cluster exclude each other (--cluster local:N runs N seeds at a time)")
-    if args.retries < 0:
-        raise ConfigError(f"--retries {args.retries}: must be >= 0")
-    spec = parse_cluster(args.cluster, args.cluster_config)
-    require_dask(spec)
-    return spec
 
 
 def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
