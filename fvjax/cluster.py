@@ -178,10 +178,13 @@ def run_on_client(client, tasks: list[dict], fn: Callable, on_result=None, retri
     times after an error (a retry resumes from the run folder's checkpoint). Waits for all tasks;
     ``on_result(task, metrics)`` as each finishes. Returns the metrics in task order, or raises the
     first task's error once every task has finished or failed."""
+    from uuid import uuid4
+
     from distributed import as_completed
 
-    futures = {client.submit(fn, **task, progress=False, retries=retries, pure=False,
-                             resources={RESOURCE: 1}, key=f"fvjax-{i}-{Path(str(task.get('run_dir', i))).name}"): i
+    batch = uuid4().hex[:8]    # keys unique per call, readable on the dashboard
+    futures = {client.submit(fn, **task, progress=False, retries=retries, pure=False, resources={RESOURCE: 1},
+                             key=f"fvjax-{Path(str(task.get('run_dir', i))).name}-{batch}-{i}"): i
                for i, task in enumerate(tasks)}
     results, errors = {}, {}
     for fut in as_completed(futures):
