@@ -73,7 +73,8 @@ def load_cluster_config(kind: str, path: str | Path) -> dict:
     known = {**COMMON_KEYS, **KIND_KEYS[kind]}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{path}: unknown key {key!r} for --cluster {kind}; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(f"{path}: unknown key {key!r} for --cluster {kind}; "
+                              f"known keys: {', '.join(sorted(known))}")
         types = known[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ConfigError(f"{path}: {key} = {value!r} should be of type {' or '.join(t.__name__ for t in types)}")
