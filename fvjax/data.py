@@ -156,6 +156,9 @@ def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, prog
     """Simulate train and test splits for ``cfg`` into the folder ``out`` (see module docstring).
 
     ``simulation.network: synthetic`` builds a synthetic network instead (:mod:`fvjax.synthetic`)."""
+    from .device import configure_jax
+
+    configure_jax()
     if cfg.simulation.network == "synthetic":
         from .synthetic import generate_synthetic_dataset
 

@@ -121,7 +121,9 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     recovered.npz and plots/*.png; returns the metrics. Re-running resumes. One process at a time
     per folder (:func:`run_lock`)."""
     from .datacache import cache_root, dataset_dir
+    from .device import configure_jax
 
+    configure_jax()
     run_dir = Path(run_dir)
     check_run_settings(cfg, run_dir)
     if data_dir is None:
@@ -136,13 +138,32 @@ class RunLocked(RuntimeError):
     """Another live process is writing to this run folder."""
 
 
+# the lock holder refreshes its lock's mtime this often; a lock from another host (a cluster worker
+# that was lost) whose mtime is older than LOCK_STALE_S is taken over
+LOCK_HEARTBEAT_S, LOCK_STALE_S = 60.0, 600.0
+
+
+def _lock_is_stale(lock: Path, owner: dict, host: str) -> bool:
+    from .data import _pid_alive
+
+    if not owner.get("pid"):
+        return True
+    if owner.get("host") == host:
+        return not _pid_alive(int(owner["pid"]))
+    try:
+        return time.time() - lock.stat().st_mtime > LOCK_STALE_S
+    except FileNotFoundError:
+        return True
+
+
 @contextmanager
 def run_lock(run_dir: Path):
-    """One writer per run folder: ``run_dir/.lock`` holds the owner's host and pid. A lock left by a
-    process that no longer exists on this host is taken over (with a message); a live one refuses."""
+    """One writer per run folder: ``run_dir/.lock`` holds the owner's host and pid, and its mtime is
+    refreshed every LOCK_HEARTBEAT_S while held. A lock left by a process that no longer exists on
+    this host, or by another host without a heartbeat for LOCK_STALE_S (a lost cluster worker), is
+    taken over (with a message); a live one refuses."""
     import socket
-
-    from .data import _pid_alive
+    import threading
 
     lock, host = run_dir / ".lock", socket.gethostname()
     me = {"host": host, "pid": os.getpid()}
@@ -153,18 +174,30 @@ def run_lock(run_dir: Path):
             owner = json.loads(lock.read_text())
         except (OSError, ValueError):
             owner = {}
-        stale = not owner.get("pid") or (owner.get("host") == host and not _pid_alive(int(owner["pid"])))
-        if not stale:
+        if not _lock_is_stale(lock, owner, host):
             raise RunLocked(f"{run_dir} is being written by process {owner.get('pid')} on {owner.get('host')} "
                             f"(its {lock}); wait for it, or use another run folder") from None
-        print(f"note: taking over {lock} left by process {owner.get('pid')}, which is gone", flush=True)   # (or an empty lock)
-        lock.unlink()
+        print(f"note: taking over {lock} left by process {owner.get('pid')} on {owner.get('host')}, which is gone",
+              flush=True)   # (or an empty lock)
+        lock.unlink(missing_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(me))
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(LOCK_HEARTBEAT_S):
+            try:
+                os.utime(lock)
+            except OSError:
+                pass
+    beat = threading.Thread(target=heartbeat, name=f"lock {run_dir.name}", daemon=True)
+    beat.start()
     try:
         yield
     finally:
+        stop.set()
+        beat.join()
         lock.unlink(missing_ok=True)
 
 
@@ -241,9 +274,13 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
 
 def _pin_worker(counter, jobs: int) -> None:
     """Process-pool initializer: pin this worker to its own share of the CPU cores (disjoint sets of
-    n_cores // jobs cores; round robin when there are more workers than cores)."""
+    n_cores // jobs cores; round robin when there are more workers than cores), and set the worker
+    environment (fvjax.device.worker_env: no GPU memory preallocation) before JAX starts."""
     import os
 
+    from .device import worker_env
+
+    os.environ.update(worker_env())
     cores = sorted(os.sched_getaffinity(0))
     with counter.get_lock():
         index = counter.value
@@ -253,16 +290,23 @@ def _pin_worker(counter, jobs: int) -> None:
     os.sched_setaffinity(0, set(cores[start:start + share]))
 
 
-def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = False, fn=None) -> list[dict]:
+def run_many(tasks: list[dict], jobs: int = 1, on_result=None, progress: bool = False, fn=None,
+             client=None, retries: int = 2) -> list[dict]:
     """Several runs, each ``fn(**task, progress=...)`` (``fn`` default :func:`run`; a task holds cfg,
-    run_dir, header, ...): one after another (``jobs`` = 1), or in ``jobs`` worker processes each
-    pinned to its own share of the cores (``fn`` must then be importable). On 2 cores this is not
-    faster than one run after another (benchmarks/README.md); it pays on many-core machines.
+    run_dir, header, ...): one after another (``jobs`` = 1), in ``jobs`` worker processes each
+    pinned to its own share of the cores, or as tasks on a dask ``client`` (fvjax.cluster; each
+    retried up to ``retries`` times, resuming from its checkpoint). ``fn`` must be importable for
+    the last two. On 2 cores parallel runs are not faster than one after another
+    (benchmarks/README.md); they pay on many-core machines and clusters.
     ``on_result(task, metrics)`` is called as each finishes (workers never show progress bars).
     Returns the metrics in task order.
 
     Runs sharing a ``data_dir`` must find it generated already (the workers would race to write it)."""
     fn = fn or run
+    if client is not None:
+        from .cluster import run_on_client
+
+        return run_on_client(client, tasks, fn, on_result, retries)
     if jobs <= 1:
         out = []
         for task in tasks:

@@ -1,6 +1,7 @@
 """Exploration tree over training configurations (seeds 000/003), with UCB parent selection.
 
     python -m experiments.explore --experiment synthetic --iterations 12 --parallel 2 --jobs 2
+    python -m experiments.explore --experiment vrest --parallel 8 --cluster lsf --cluster-config lsf.yaml
     python -m experiments.explore --experiment synthetic --space space.yaml --mode ordered
     python -m experiments.explore --experiment vrest --regenerate-data --robustness 3
     python -m experiments.explore --experiment synthetic --proposer file --proposals next.yaml
@@ -17,6 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from fvjax.cluster import add_arguments as cluster_arguments
+from fvjax.cluster import from_arguments as cluster_from_arguments
+from fvjax.cluster import maybe_client
 from fvjax.config import ConfigError, from_dict, load_config, load_yaml
 from fvjax.generate import parse_sets
 
@@ -72,6 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=1, help="configurations per batch")
     p.add_argument("--block", type=int, default=12, help="iterations per block (n_iter_block)")
     p.add_argument("--jobs", type=int, default=1, help="run a batch's slots in this many pinned processes")
+    cluster_arguments(p, "slot")
     p.add_argument("--ucb-c", type=float, default=1.414)
     p.add_argument("--formula", choices=("puct", "ucb1"), default="puct")
     p.add_argument("--reward", default="connectivity_R2")
@@ -90,9 +95,11 @@ def main(argv=None) -> int:
         settings = ExploreSettings(name=name, n_iterations=args.iterations, n_parallel=args.parallel,
                                    n_iter_block=args.block, ucb_c=args.ucb_c, reward_key=args.reward,
                                    formula=args.formula, regenerate_data=args.regenerate_data,
-                                   robustness_seeds=args.robustness, seed=args.seed, jobs=args.jobs)
-        base, proposer = base_config(args), make_proposer(args)
-        explore(base, Path(args.out) / name, proposer, settings, progress=not args.quiet)
+                                   robustness_seeds=args.robustness, seed=args.seed, jobs=args.jobs,
+                                   retries=args.retries)
+        base, proposer, cluster = base_config(args), make_proposer(args), cluster_from_arguments(args)
+        with maybe_client(cluster) as client:
+            explore(base, Path(args.out) / name, proposer, settings, progress=not args.quiet, client=client)
     except NeedProposals as msg:
         print(f"stopped: {msg}", file=sys.stderr)
         return 3

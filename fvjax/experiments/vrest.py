@@ -6,6 +6,8 @@ and noise, train the GNN, evaluate.
     python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2 (the paper's size)
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
+    python -m experiments.vrest --seeds 1-8 --cluster local:4  # four dask worker processes (docs/cluster.md)
+    python -m experiments.vrest --seeds 1-8 --cluster lsf --cluster-config lsf.yaml   # workers as LSF jobs
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/: config.yaml, loss.csv, metrics_during.csv,
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fvjax.cluster import add_arguments as cluster_arguments
+from fvjax.cluster import from_arguments as cluster_from_arguments
 from fvjax.config import ConfigError, Config, load_config
 from fvjax.generate import parse_sets
 
@@ -126,6 +130,7 @@ def main(argv=None) -> int:
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard curves to RUN/tensorboard (pip install -e \".[tensorboard]\")")
+    cluster_arguments(p, "seed")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
@@ -134,6 +139,7 @@ def main(argv=None) -> int:
     try:
         cfg = build_config(args)
         seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
+        cluster = cluster_from_arguments(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -141,7 +147,7 @@ def main(argv=None) -> int:
     from fvjax.pipeline import RunLocked, RunMismatch
 
     try:
-        return _run_seeds(args, cfg, seeds)
+        return _run_seeds(args, cfg, seeds, cluster)
     except (ConfigError, RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
         if args.debug:
             raise
@@ -154,22 +160,30 @@ def main(argv=None) -> int:
         return 3
 
 
-def _run_seeds(args, cfg: Config, seeds: list[int]) -> int:
-    results = {}
-    if args.jobs > 1 and len(seeds) > 1:
-        from fvjax.pipeline import run_many
+def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
+    from fvjax.pipeline import run_many
 
-        tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
-                  "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
+    tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
+              "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
+
+    def report(task, metrics):
+        print(f"   seed {task['header']['seed']}: " + _line(metrics), flush=True)
+    if cluster is not None:
+        from fvjax.cluster import open_client
+
+        print(f"== seeds {seeds}: dask cluster {args.cluster} -> {args.out}", flush=True)
+        with open_client(cluster) as client:
+            metrics = run_many(tasks, on_result=report, client=client, retries=args.retries)
+    elif args.jobs > 1 and len(seeds) > 1:
         print(f"== seeds {seeds}: {args.jobs} pinned worker processes -> {args.out}", flush=True)
-        metrics = run_many(tasks, args.jobs,
-                           on_result=lambda t, m: print(f"   seed {t['header']['seed']}: " + _line(m), flush=True))
-        results = dict(zip(seeds, metrics))
-    for seed in seeds if not results else []:
-        run_dir = Path(args.out) / f"{args.preset}_seed{seed}"
-        print(f"== seed {seed} -> {run_dir}", flush=True)
-        results[seed] = run_seed(cfg, seed, run_dir, progress=not args.quiet, verify_data=args.verify_data)
-        print("   " + _line(results[seed]), flush=True)
+        metrics = run_many(tasks, args.jobs, on_result=report)
+    else:
+        metrics = []
+        for seed, task in zip(seeds, tasks):
+            print(f"== seed {seed} -> {task['run_dir']}", flush=True)
+            metrics.append(run_seed(cfg, seed, task["run_dir"], progress=not args.quiet, verify_data=args.verify_data))
+            print("   " + _line(metrics[-1]), flush=True)
+    results = dict(zip(seeds, metrics))
     if len(seeds) > 1:
         summary = summarize(results)
         path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"

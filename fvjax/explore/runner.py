@@ -43,6 +43,7 @@ class ExploreSettings:
     regenerate_data: bool = False  # seed 000: new simulation seed per iteration; seed 003: one dataset
     robustness_seeds: int = 0      # finally re-run the best node with this many training seeds
     jobs: int = 1                  # worker processes (one core each) for the slots of a batch
+    retries: int = 2               # with a dask client: times a failed slot is re-run (fvjax.cluster)
     seed: int = 0                  # of the proposer's random choices
 
     def __post_init__(self):
@@ -168,10 +169,11 @@ def _batch(ex: Exploration, proposer: Proposer, proposals: list[Proposal], nodes
 
 
 def explore(base: Config, out: str | Path, proposer: Proposer, settings: ExploreSettings,
-            run_fn: Callable | None = None, progress: bool = True) -> list[Node]:
+            run_fn: Callable | None = None, progress: bool = True, client=None) -> list[Node]:
     """Run (or resume) the exploration; returns every node. ``run_fn(cfg, run_dir, data_dir=,
     progress=, header=) -> metrics`` defaults to :func:`fvjax.pipeline.run`. With ``settings.jobs``
-    > 1 the slots of a batch run in pinned worker processes (``run_fn`` must be importable)."""
+    > 1 the slots of a batch run in pinned worker processes, with a dask ``client`` as tasks on its
+    cluster (fvjax.cluster); ``run_fn`` must then be importable."""
     from ..pipeline import ensure_dataset, run, run_many
 
     run_fn = run_fn or run
@@ -184,22 +186,23 @@ def explore(base: Config, out: str | Path, proposer: Proposer, settings: Explore
         n_slots = min(settings.n_parallel, settings.n_iterations - done)
         proposals: list[Proposal] = proposer.propose(nodes, ex.scores(nodes, first), n_slots, rng)
         batch = _batch(ex, proposer, proposals, nodes, first)
-        if settings.jobs > 1 and not settings.regenerate_data and run_fn is run:
+        if (settings.jobs > 1 or client is not None) and not settings.regenerate_data and run_fn is run:
             ensure_dataset(batch[0][1]["cfg"], ex.out / "data", progress)   # once, before the workers
         if progress:
             for node, _ in batch:
                 print(f"== iteration {node.id} (parent {node.parent or 'root'}): {node.mutation}", flush=True)
-        results = run_many([t for _, t in batch], settings.jobs, progress=progress, fn=partial(run_safely, run_fn))
+        results = run_many([t for _, t in batch], settings.jobs, progress=progress, fn=partial(run_safely, run_fn),
+                           client=client, retries=settings.retries)
         nodes += [ex.record(node, metrics, p) for (node, _), metrics, p in zip(batch, results, proposals)]
         proposer.consumed(len(proposals))
         done = first + len(proposals) - 1
         ex.write_scores(nodes, done)
     if settings.robustness_seeds:
-        robustness(ex, nodes, run_fn, progress)
+        robustness(ex, nodes, run_fn, progress, client)
     return nodes
 
 
-def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: bool) -> dict:
+def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: bool, client=None) -> dict:
     """Re-run the best node with seeds 1..K (training; simulation too with regenerate_data); write
     robustness.json and a log entry."""
     key = ex.s.reward_key
@@ -217,7 +220,8 @@ def robustness(ex: Exploration, nodes: list[Node], run_fn: Callable, progress: b
                       "run_dir": ex.out / f"robust_{best.id:03d}_seed{seed}",
                       "data_dir": None if ex.s.regenerate_data else ex.out / "data",
                       "header": {"robustness_of": best.id, "seed": seed}})
-    results = run_many(tasks, ex.s.jobs, progress=progress, fn=partial(run_safely, run_fn))
+    results = run_many(tasks, ex.s.jobs, progress=progress, fn=partial(run_safely, run_fn), client=client,
+                       retries=ex.s.retries)
     values = [m.get(key, float("nan")) for m in results]
     v = np.asarray(values, float)
     ok = v[np.isfinite(v)]                      # failed runs are counted, not averaged

@@ -111,6 +111,9 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     """
     from tqdm.auto import tqdm
 
+    from ..device import configure_jax
+
+    configure_jax()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
