@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, load_yaml
+from .config import ConfigError, load_mapping
 
 INSTALL = 'pip install -e ".[cluster]"'
 # --cluster kind -> dask-jobqueue class
@@ -65,11 +65,7 @@ def load_cluster_config(kind: str, path: str | Path) -> dict:
     """The dask-jobqueue keyword arguments in ``path``, checked: known keys of ``kind`` only, the
     required ones present, values of the right type (ConfigErrors naming the file and key)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--cluster-config {path} does not exist")
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of dask-jobqueue options (docs/cluster.md)")
+    data = load_mapping(path, "--cluster-config", "a mapping of dask-jobqueue options (docs/cluster.md)")
     known = {**COMMON_KEYS, **KIND_KEYS[kind]}
     for key, value in data.items():
         if key not in known:

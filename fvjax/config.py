@@ -447,16 +447,21 @@ def load_yaml(path: str | Path):
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
 
 
+def load_mapping(path: str | Path, what: str, expected: str) -> dict:
+    """A YAML file whose top level must be a mapping (ConfigErrors name the file; ``what`` names it
+    in the missing-file message, ``expected`` says what the mapping should hold)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be {expected}")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Load a YAML file (None = all defaults), then apply dotted-key ``overrides``."""
-    data = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        data = load_yaml(path)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+    data = load_mapping(path, "config file", "a mapping") if path is not None else {}
     try:
         cfg = from_dict(data)
         return cfg.replace(**overrides) if overrides else cfg
