@@ -10,34 +10,39 @@ import time
 import pytest
 
 # a synthetic 16-neuron network, 8 iterations: a few seconds of work once compiled
-TINY = ["--n-frames", "120", "--n-iter", "8", "--quiet",
-        "--set", "simulation.network=synthetic", "--set", "simulation.n_neurons=16",
-        "--set", "simulation.n_neuron_types=2", "--set", "graph_model.signal_model_name=dense",
-        "--set", "graph_model.g_phi_positive=false", "--set", "graph_model.hidden_dim=8",
-        "--set", "graph_model.hidden_dim_update=8", "--set", "training.steps_per_call=4",
-        "--set", "training.eval_every=8"]
+TINY = {"simulation.n_frames": 120, "training.n_iter": 8, "simulation.network": "synthetic",
+        "simulation.n_neurons": 16, "simulation.n_neuron_types": 2, "graph_model.signal_model_name": "dense",
+        "graph_model.g_phi_positive": False, "graph_model.hidden_dim": 8, "graph_model.hidden_dim_update": 8,
+        "training.steps_per_call": 4, "training.eval_every": 8}
+TINY_ARGS = ["--quiet"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={str(v).lower()}")]
 TIMES = ("training_time_min", "total_time_min", "data_dir")
 
 
-def _same(a, b):
+def _same(a, b):   # NaN == NaN
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
 def test_local_cluster_seed_sweep_equals_sequential(tmp_path, capsys):
     """--cluster local:2 runs each seed's folder as a dask task in two worker processes: both folders
-    complete, the gathered table has both seeds, and every metric equals the sequential run's."""
-    from fvjax.experiments.vrest import main
+    complete, the gathered table has both seeds, and every metric equals the one of the same seed
+    run in this process (run_many one after another, without plots to save time)."""
+    from fvjax.config import load_config
+    from fvjax.experiments.vrest import PRESETS, main, seed_config
+    from fvjax.pipeline import run_many
 
-    assert main(["--seeds", "1-2", "--cluster", "local:2", "--out", str(tmp_path / "c"), *TINY]) == 0
+    assert main(["--seeds", "1-2", "--cluster", "local:2", "--out", str(tmp_path / "c"), *TINY_ARGS]) == 0
     out = capsys.readouterr().out
     assert "dask cluster local:2" in out and "seed 1: connectivity_R2=" in out and "seed 2: connectivity_R2=" in out
     assert "connectivity_R2      " in out and "(n=2)" in out
-    assert main(["--seeds", "1-2", "--out", str(tmp_path / "s"), *TINY]) == 0
+    cfg = load_config(None, {**PRESETS["default"], **TINY})
+    tasks = [{"cfg": seed_config(cfg, s), "run_dir": tmp_path / "s" / f"seed{s}", "header": {"seed": s},
+              "plots": False} for s in (1, 2)]
+    run_many(tasks)
     for seed in (1, 2):
-        run = tmp_path / "c" / f"default_seed{seed}"
-        assert not (run / ".lock").exists() and (run / "recovered.npz").is_file()
-        cluster = json.loads((run / "metrics.json").read_text())
-        sequential = json.loads((tmp_path / "s" / f"default_seed{seed}" / "metrics.json").read_text())
+        run, ref = tmp_path / "c" / f"default_seed{seed}", tmp_path / "s" / f"seed{seed}"
+        assert not (run / ".lock").exists() and (run / "plots" / "recovery.png").is_file()
+        assert (run / "config.yaml").read_text() == (ref / "config.yaml").read_text()
+        cluster, sequential = (json.loads((d / "metrics.json").read_text()) for d in (run, ref))
         assert cluster["seed"] == seed and cluster["iterations"] == 8
         assert set(cluster) == set(sequential)
         differ = {k: (cluster[k], sequential[k]) for k in cluster if k not in TIMES and not _same(cluster[k], sequential[k])}
@@ -45,6 +50,19 @@ def test_local_cluster_seed_sweep_equals_sequential(tmp_path, capsys):
     summary = json.loads((tmp_path / "c" / "default_seeds1-2_summary.json").read_text())
     assert summary["seeds"] == [1, 2] and sorted(summary["runs"]) == ["1", "2"]
     assert summary["summary"]["connectivity_R2"]["n"] == 2
+
+
+def test_local_workers_get_the_worker_env_and_this_fvjax(monkeypatch):
+    """local:N worker processes have XLA_PYTHON_CLIENT_PREALLOCATE=false (set by the nanny before
+    the worker starts, so before JAX could read it) and import the same fvjax as this process."""
+    import fvjax
+    from fvjax.cluster import ClusterSpec, open_client
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    with open_client(ClusterSpec("local", 1)) as client:
+        env = client.run(os.getenv, "XLA_PYTHON_CLIENT_PREALLOCATE")
+        files = client.run(lambda: __import__("fvjax").__file__)
+    assert list(env.values()) == ["false"] and list(files.values()) == [fvjax.__file__]
 
 
 def _flaky(cfg, run_dir, header, progress):
