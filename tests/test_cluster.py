@@ -34,7 +34,8 @@ def test_local_cluster_seed_sweep_equals_sequential(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dask cluster local:2" in out and "seed 1: connectivity_R2=" in out and "seed 2: connectivity_R2=" in out
     assert "connectivity_R2      " in out and "(n=2)" in out
-    cfg = load_config(None, {**PRESETS["default"], **TINY})
+    shared = str((tmp_path / "c" / "datasets").resolve())   # the cluster runs' dataset cache, reused
+    cfg = load_config(None, {**PRESETS["default"], **TINY, "simulation.data_cache": shared})
     tasks = [{"cfg": seed_config(cfg, s), "run_dir": tmp_path / "s" / f"seed{s}", "header": {"seed": s},
               "plots": False} for s in (1, 2)]
     run_many(tasks)
