@@ -17,6 +17,7 @@ import numpy as np
 from . import model as M
 from .config import Config, dump_config, from_dict, to_dict
 from .data import Dataset, generate_dataset, load_dataset, verify_dataset
+from .datacache import NOT_IN_DATA
 
 
 def network(data: Dataset, cfg: Config):
@@ -36,8 +37,6 @@ def network(data: Dataset, cfg: Config):
     return conn, data.ground_truth(conn), graph
 
 
-# simulation keys that do not change the files on disk (measurement noise is drawn at training time)
-TRAINING_SIDE = ("chunk_frames", "measurement_noise_level", "data_cache")
 
 
 class RunMismatch(ValueError):
@@ -48,7 +47,7 @@ class RunMismatch(ValueError):
 BOOKKEEPING = {"simulation": ("chunk_frames", "data_cache"),
                "training": ("steps_per_call", "eval_every", "eval_budget", "tensorboard")}
 # keys a dataset on disk does not depend on (measurement noise is drawn at training time)
-DATA_SKIP = {"simulation": TRAINING_SIDE}
+DATA_SKIP = {"simulation": NOT_IN_DATA}
 
 
 def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
