@@ -118,6 +118,13 @@ class SimulationConfig:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 
 
+# graph_model.update_type -> (fvjax.model update rule, f_theta inputs besides the embedding); "none" is
+# the reference's spelling of the additive rule
+UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1)}
+# graph_model.g_phi_input -> does g_phi see the source's embedding
+G_PHI_INPUTS = {"voltage_embedding": True, "voltage": False}
+
+
 @dataclass(frozen=True)
 class GraphModelConfig:
     """GNN architecture (reference section ``graph_model``)."""
@@ -144,7 +151,12 @@ class GraphModelConfig:
     output_size_nnr_f: int = _opt(1, lo=1, hi=1)
     outermost_linear_nnr_f: bool = _opt(True, choices=(True,), doc="only a linear last layer is implemented")
     aggr_type: str = _opt("add", choices=("add",))
-    update_type: str = _opt("generic", choices=("generic",))
+    update_type: str = _opt("generic", choices=tuple(UPDATE_TYPES),
+                            doc="generic: dv = f_theta([v, a, msg, e]); additive: dv = f_theta([v, a]) + msg + e "
+                                "(the reference's signal GNN; its spelling: none)")
+    g_phi_input: str = _opt("voltage_embedding", choices=tuple(G_PHI_INPUTS),
+                            doc="g_phi sees [v_j, a_j] (flyvis) or v_j alone (the reference's PDE_N2 GNN, "
+                                "its input_size: 1)")
     # reference consistency checks: must equal the sizes implied by embedding_dim when given
     input_size: int | None = _opt(None)
     input_size_update: int | None = _opt(None)
@@ -154,12 +166,19 @@ class GraphModelConfig:
         if self.low_rank_factorization and self.signal_model_name != "dense":
             raise ConfigError("graph_model.low_rank_factorization needs signal_model_name: dense "
                               f"(got {self.signal_model_name})")
-        edge_in = 2 + 2 * self.embedding_dim if self.signal_model_name == "flyvis_B" else 1 + self.embedding_dim
-        for key, want in (("input_size", edge_in), ("input_size_update", 3 + self.embedding_dim)):
+        pairwise = self.signal_model_name == "flyvis_B"
+        if pairwise and not G_PHI_INPUTS[self.g_phi_input]:
+            raise ConfigError("graph_model.g_phi_input: voltage needs signal_model_name flyvis_A or dense "
+                              "(flyvis_B's g_phi sees both ends' embeddings)")
+        edge_in = 2 + 2 * self.embedding_dim if pairwise else 1 + self.embedding_dim * G_PHI_INPUTS[self.g_phi_input]
+        update_in = UPDATE_TYPES[self.update_type][1] + self.embedding_dim
+        for key, want, fix in (("input_size", edge_in, "graph_model.g_phi_input"),
+                               ("input_size_update", update_in, "graph_model.update_type")):
             given = getattr(self, key)
             if given is not None and given != want:
                 raise ConfigError(f"graph_model.{key} = {given}, but {self.signal_model_name} with "
-                                  f"embedding_dim {self.embedding_dim} needs {want}")
+                                  f"embedding_dim {self.embedding_dim}, g_phi_input {self.g_phi_input} and "
+                                  f"update_type {self.update_type} needs {want}; fix it or {fix}")
 
 
 SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
@@ -198,6 +217,8 @@ class TrainingConfig:
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
     coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "
                                                           "no voltage-message coupling in f_theta (docs/training.md)")
+    coeff_f_theta_zero: float = _opt(0.0, lo=0.0, doc="c ||f_theta at v = 0, msg = 0, e = 0||_2 per frame of the "
+                                                     "batch (the reference's coeff_lin_phi_zero; synthetic recipe 1.0)")
     coeff_f_theta_weight_L1: float = _opt(0.5, lo=0.0)
     coeff_f_theta_weight_L2: float = _opt(0.001, lo=0.0)
     regul_annealing_rate: float = _opt(0.0, lo=0.0, doc="c * (1 - exp(-rate * epoch)); 0 = off")
@@ -289,7 +310,8 @@ RENAMED = {
                  "coeff_edge_weight_L1": "coeff_g_phi_weight_L1", "coeff_edge_weight_L2": "coeff_g_phi_weight_L2",
                  "coeff_edge_weight_L1_rate": "coeff_g_phi_weight_L1_rate",
                  "coeff_phi_weight_L1": "coeff_f_theta_weight_L1", "coeff_phi_weight_L2": "coeff_f_theta_weight_L2",
-                 "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate"},
+                 "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate",
+                 "coeff_lin_phi_zero": "coeff_f_theta_zero"},
 }
 
 # spellings that look like a key but are not one in any reference version: refused with the right name
@@ -302,7 +324,7 @@ UNSUPPORTED_UNLESS = {
     "graph_model": {"omega_f_learning": (False,)},
     "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,),
                  "coeff_update_u_diff": (0,), "coeff_update_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
-                 "coeff_f_theta_centering": (0,), "time_window": (0,), "coeff_f_theta_zero": (0,),
+                 "coeff_f_theta_centering": (0,), "time_window": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),
                  "alternate_training": (False,), "ode_stab_lambda": (0,),
                  "umap_cluster_method": ("none",), "loss_noise_level": (0,), "consecutive_batch": (False,)},

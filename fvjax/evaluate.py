@@ -15,6 +15,8 @@ from .connectome import Connectome
 from .data import Dataset
 from .diagnostics import diagnose
 from .groundtruth import GroundTruth
+from .pde_n2_recovery import pde_n2_scores
+from .synthetic import PDEN2Network
 
 
 def probe_frames(n_frames: int, n: int = 8) -> np.ndarray:
@@ -36,6 +38,16 @@ def field_scores(params, spec, graph, data: Dataset) -> dict:
     return {"field_R2": r2, "field_slope": slope}
 
 
+# ground truths whose dynamics are not the leaky form get their own scores, which replace the
+# leaky-form probes of the same name (connectivity_R2, tau_R2) and add their parameters' R^2
+NETWORK_SCORES = {PDEN2Network: pde_n2_scores}
+
+
+def network_scores(params, spec, data: Dataset, gt) -> tuple[dict, dict]:
+    scorer = NETWORK_SCORES.get(type(gt))
+    return scorer(params, spec, gt, data.train.node_mean, data.train.node_std) if scorer else ({}, {})
+
+
 def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: Path | None = None) -> dict:
     """The three R^2 tracked during training (cheap: no clustering, no rollout), and field_R2.
     ``save_to``: also write the recovered W*, raw W, f_theta/g_phi slopes and message gains there
@@ -52,6 +64,7 @@ def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: 
            "tau_R2": MT.r2_affine(gt.tau, rec["tau"])[0],
            "V_rest_R2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
            "V_rest_R2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]}
+    out.update({k: v for k, v in network_scores(params, spec, data, gt)[0].items() if k in out})
     if spec.field == "visual":
         out["field_R2"] = field_scores(params, spec, graph, data)["field_R2"]
     return out
@@ -98,6 +111,9 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["W_raw_R2"] = MT.r2_affine(gt.W, W_raw)[0]
     out["tau_R2"] = MT.r2_affine(gt.tau, rec["tau"])[0]
     out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
+    extra, extra_arrays = network_scores(params, spec, data, gt)
+    out.update(extra)
+    rec.update(extra_arrays)
     if cluster:
         feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
         rec["cluster_label"] = MT.cluster_labels(feats, cluster_components)

@@ -66,9 +66,8 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
     def block(args):
         m, sd, a = args
         r = m[:, None] + sd[:, None] * grid[None]
-        x = jnp.concatenate([r[..., None], jnp.broadcast_to(a[:, None], r.shape + a.shape[-1:]),
-                             jnp.zeros(r.shape + (2,), r.dtype)], -1)
-        return _linear_fit(r, M.mlp_apply(params["f_theta"], x, spec.activation)[..., 0])
+        zero = jnp.zeros_like(r)
+        return _linear_fit(r, M.update_function(params, spec, r, a[:, None, :], zero, zero))
 
     return _chunked(block, (mu, sigma, params["a"]), chunk)
 

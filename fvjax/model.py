@@ -4,6 +4,9 @@
     msg_i = sum_{e: j->i} W_e h_j
     dv_i  = f_theta([v_i, a_i, msg_i, e_i])
 
+``update: additive`` (the reference's signal GNN, NeuralGraph/neural-gnn) predicts
+``dv_i = f_theta([v_i, a_i]) + msg_i + e_i`` instead, and ``edge_embedding=False`` feeds g_phi v_j alone.
+
 For flyvis_A g_phi's input depends on the source node only, so it is evaluated once per node and
 gathered (exactly the per-edge value; tested in float64). flyvis_B (g_phi sees [v_i, v_j, a_i, a_j])
 is evaluated per edge. ``dense`` is flyvis_A on an all-to-all graph whose W (N*N,) is stored row-major
@@ -27,6 +30,7 @@ ACTIVATIONS = {
 
 
 VARIANTS = ("flyvis_A", "flyvis_B", "dense")
+UPDATES = ("generic", "additive")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ModelSpec:
     n_layers_update: int = 3
     activation: str = "relu"
     g_phi_positive: bool = True
+    edge_embedding: bool = True        # g_phi sees [v_j, a_j]; False: v_j alone (the reference's PDE_N2 GNN)
+    update: str = "generic"            # generic: f([v, a, msg, e]); additive: f([v, a]) + msg + e
     w_init_mode: str = "randn_scaled"  # "zeros" | "randn" | "randn_scaled"
     w_init_scale: float = 1.0
     low_rank: int = 0                  # dense only: W = W_L W_R of this rank (seed 003); 0 = full W
@@ -60,6 +66,10 @@ class ModelSpec:
             raise ValueError(f"dense variant needs n_edges = n_nodes^2 = {self.n_nodes**2}, got {self.n_edges}")
         if self.low_rank and self.variant != "dense":
             raise ValueError("a low-rank W (W_L W_R) needs the dense variant (signal_model_name: dense)")
+        if self.update not in UPDATES:
+            raise ValueError(f"update {self.update!r}: expected one of {UPDATES}")
+        if self.pairwise and not self.edge_embedding:
+            raise ValueError("flyvis_B's g_phi sees both ends' embeddings; edge_embedding=False needs flyvis_A or dense")
 
     @property
     def pairwise(self) -> bool:
@@ -68,11 +78,13 @@ class ModelSpec:
 
     @property
     def edge_input_size(self) -> int:
-        return 2 + 2 * self.embedding_dim if self.pairwise else 1 + self.embedding_dim
+        if self.pairwise:
+            return 2 + 2 * self.embedding_dim
+        return 1 + self.embedding_dim if self.edge_embedding else 1
 
     @property
     def update_input_size(self) -> int:
-        return 3 + self.embedding_dim
+        return UPDATE_INPUTS[self.update] + self.embedding_dim
 
 
 class Graph(NamedTuple):
@@ -197,8 +209,11 @@ def weights(params: dict, spec: ModelSpec) -> jax.Array:
 
 
 def edge_function(params: dict, spec: ModelSpec, v: jax.Array, a: jax.Array) -> jax.Array:
-    """g_phi([v, a]) (squared if g_phi_positive) for node-wise inputs v (..., N), a (N, d)."""
-    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
+    """g_phi([v, a]) (g_phi(v) without edge_embedding; squared if g_phi_positive) for node-wise
+    inputs v (..., N), a (N, d)."""
+    x = v[..., None]
+    if spec.edge_embedding:
+        x = jnp.concatenate([x, jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
     h = mlp_apply(params["g_phi"], x, spec.activation)[..., 0]
     return h**2 if spec.g_phi_positive else h
 
@@ -211,11 +226,26 @@ def pair_edge_function(params: dict, spec: ModelSpec, v_dst, v_src, a_dst, a_src
     return h**2 if spec.g_phi_positive else h
 
 
-def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
-    """f_theta([v, a, msg, e]) for node-wise arrays (..., N)."""
+def _generic_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
     x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:]),
                          msg[..., None], stim[..., None]], -1)
     return mlp_apply(params["f_theta"], x, spec.activation)[..., 0]
+
+
+def _additive_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
+    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + msg + stim
+
+
+# f_theta's inputs besides the embedding, and the update rule, per ModelSpec.update
+UPDATE_INPUTS = {"generic": 3, "additive": 1}
+UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update}
+
+
+def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+    """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic) or f_theta([v, a]) + msg + e
+    (additive, the reference's signal GNN)."""
+    return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
 
 def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:

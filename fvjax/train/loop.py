@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..config import Config
+from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
 from ..data import Dataset, read_rows
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -50,6 +50,7 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        embedding_dim=gm.embedding_dim, hidden_dim=gm.hidden_dim, n_layers=gm.n_layers,
                        hidden_dim_update=gm.hidden_dim_update, n_layers_update=gm.n_layers_update,
                        activation=gm.MLP_activation, g_phi_positive=gm.g_phi_positive,
+                       edge_embedding=G_PHI_INPUTS[gm.g_phi_input], update=UPDATE_TYPES[gm.update_type][0],
                        w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
                        low_rank=gm.low_rank if gm.low_rank_factorization else 0,
                        siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,

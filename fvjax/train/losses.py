@@ -27,6 +27,7 @@ class Coefficients(NamedTuple):
     g_phi_diff: jax.Array
     g_phi_norm: jax.Array
     f_theta_additive: jax.Array = 0.0   # fvjax's own: see f_theta_interaction
+    f_theta_zero: jax.Array = 0.0       # c ||f_theta(v=0, a, msg=0, e=0)||_2, already times the batch size
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -61,6 +62,8 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
         f_theta_additive=f(cfg.coeff_f_theta_additive),
+        # the reference adds its regularisers once per frame of the batch; this one does not depend on the frame
+        f_theta_zero=f(cfg.coeff_f_theta_zero * cfg.batch_size),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
     )
 
@@ -101,6 +104,8 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
         "g_phi_weight": _weight_penalty(params["g_phi"], c.g_phi_weight_L1, c.g_phi_weight_L2),
         "f_theta_weight": _weight_penalty(params["f_theta"], c.f_theta_weight_L1, c.f_theta_weight_L2),
     }
+    terms["f_theta_zero"] = jax.lax.cond(c.f_theta_zero > 0, lambda: c.f_theta_zero * l2(f_theta_at_zero(params, spec)),
+                                         lambda: jnp.zeros((), v0.dtype))
     if not spec.pairwise:
         m0 = M.edge_function(params, spec, v0, a)
         m1 = M.edge_function(params, spec, v1, a)
@@ -113,6 +118,12 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
         terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v1)))
         terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
     return terms
+
+
+def f_theta_at_zero(params, spec) -> jax.Array:
+    """(N,) the update at v = 0, msg = 0, e = 0 (the embeddings not detached, as in the reference)."""
+    zero = jnp.zeros(params["a"].shape[:1], params["a"].dtype)
+    return M.update_function(params, spec, zero, params["a"], zero, zero)
 
 
 class Batch(NamedTuple):

@@ -1,0 +1,147 @@
+"""The reference's signal GNN for synthetic networks (issue 12): dv = f_theta([v, a]) + msg + e with
+g_phi(v_j) alone, the ||f_theta(0, a)|| penalty, their config keys, and the PDE_N2 recovery scores,
+each against an independent float64 numpy computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import model as M
+from fvjax import pde_n2_recovery as P
+from fvjax.config import ConfigError, load_config
+from fvjax.synthetic import PDEN2Network, type_blocks
+from fvjax.train import coefficients, one_step_loss, regularizers
+from fvjax.train.losses import Batch
+
+
+def _np_mlp(layers, x, act=lambda z: np.maximum(z, 0)):
+    for layer in layers[:-1]:
+        x = act(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64))
+    return (x @ np.asarray(layers[-1]["w"], np.float64) + np.asarray(layers[-1]["b"], np.float64))[..., 0]
+
+
+def _signal_spec(n=7, **kw):
+    return M.ModelSpec(n_nodes=n, n_edges=n * n, variant="dense", hidden_dim=6, hidden_dim_update=5,
+                       g_phi_positive=False, edge_embedding=False, update="additive", w_init_mode="randn", **kw)
+
+
+def _params(spec, seed=0):
+    params = M.init(jax.random.PRNGKey(seed), spec)
+    params["a"] = jax.random.normal(jax.random.PRNGKey(seed + 1), params["a"].shape)
+    return params
+
+
+def test_additive_update_equals_numpy_float64():
+    n = 7
+    spec = _signal_spec(n)
+    assert spec.edge_input_size == 1 and spec.update_input_size == 1 + spec.embedding_dim
+    graph = M.dense_graph(n, np.array([0, 3]))
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params(spec))
+        v = jax.random.normal(jax.random.PRNGKey(5), (3, n), jnp.float64) * 3
+        stim = jax.random.normal(jax.random.PRNGKey(6), (3, 2), jnp.float64)
+        pred, msg = M.apply(params, spec, graph, v, stim)
+    p = jax.tree.map(np.asarray, params)
+    vn = np.asarray(v)
+    h = _np_mlp(p["g_phi"], vn[..., None])                       # g_phi(v_j): no embedding
+    W = p["W"].reshape(n, n) * (1 - np.eye(n))
+    msg_np = h @ W.T
+    e = np.zeros((3, n))
+    e[:, [0, 3]] = np.asarray(stim)
+    x = np.concatenate([vn[..., None], np.broadcast_to(p["a"], (3, n, spec.embedding_dim))], -1)
+    expect = _np_mlp(p["f_theta"], x) + msg_np + e
+    np.testing.assert_allclose(np.asarray(msg), msg_np, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(pred), expect, rtol=1e-12, atol=1e-12)
+    # the generic update of the same shapes differs (the test can tell the two apart)
+    generic = M.ModelSpec(**{**spec.__dict__, "update": "generic"})
+    assert generic.update_input_size == 3 + spec.embedding_dim
+
+
+def test_f_theta_zero_penalty_value_and_gate():
+    spec = _signal_spec()
+    params = _params(spec)
+    cfg = load_config(None, {"training.coeff_f_theta_zero": 0.3, "training.batch_size": 4})
+    c = coefficients(cfg.training, 0)
+    v0 = jnp.ones(spec.n_nodes)
+    term = regularizers(params, spec, v0, 1.0, c)["f_theta_zero"]
+    p = jax.tree.map(np.asarray, params)
+    x = np.concatenate([np.zeros((spec.n_nodes, 1)), p["a"]], -1)
+    expect = 0.3 * 4 * np.sqrt(np.sum(_np_mlp(p["f_theta"], x) ** 2))   # once per frame of the batch
+    assert float(term) == pytest.approx(expect, rel=1e-5)
+    assert expect > 1e-3
+    off = coefficients(load_config().training, 0)
+    assert float(regularizers(params, spec, v0, 1.0, off)["f_theta_zero"]) == 0.0
+
+    # its gradient reaches f_theta and the embeddings, and is exactly zero when the coefficient is 0
+    def term_grad(coeffs):
+        return jax.grad(lambda q: regularizers(q, spec, v0, 1.0, coeffs)["f_theta_zero"])(params)
+
+    g_on, g_off = term_grad(c), term_grad(off)
+    assert np.abs(np.asarray(g_on["a"])).max() > 0 and np.abs(np.asarray(g_on["f_theta"][0]["w"])).max() > 0
+    assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(g_off))
+    # and it is part of the one-step loss
+    graph = M.dense_graph(spec.n_nodes, np.array([0]))
+    batch = Batch(jnp.ones((2, spec.n_nodes)), jnp.zeros((2, spec.n_nodes)), jnp.zeros((2, 1)))
+    assert float(one_step_loss(params, spec, graph, batch, 1.0, c)[1]["f_theta_zero"]) == pytest.approx(expect, rel=1e-5)
+
+
+def test_config_keys_for_the_signal_gnn():
+    cfg = load_config(None, {"graph_model.update_type": "none", "graph_model.g_phi_input": "voltage",
+                             "graph_model.signal_model_name": "dense", "graph_model.input_size": 1,
+                             "graph_model.input_size_update": 3, "training.coeff_lin_phi_zero": 1.0})
+    assert cfg.training.coeff_f_theta_zero == 1.0
+    from fvjax.train import model_spec
+    spec = model_spec(cfg, 5, 25)
+    assert (spec.update, spec.edge_embedding) == ("additive", False)
+    with pytest.raises(ConfigError, match="g_phi_input"):
+        load_config(None, {"graph_model.input_size": 1})
+    with pytest.raises(ConfigError, match="update_type"):
+        load_config(None, {"graph_model.input_size_update": 3})
+    with pytest.raises(ConfigError, match="flyvis_B"):
+        load_config(None, {"graph_model.signal_model_name": "flyvis_B", "graph_model.g_phi_input": "voltage"})
+
+
+def _net(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    node_type = type_blocks(n, 4)
+    g, s, c = np.array([(10, 1, 1), (10, 2, 1), (10, 1, 2), (10, 2, 2)], np.float64)[node_type].T
+    g = g * (1 + 0.1 * node_type)     # unequal gains, so g_R2 is defined
+    W = rng.standard_cauchy((n, n)) / n**0.7
+    np.fill_diagonal(W, 0)
+    return PDEN2Network(W=W.reshape(-1), g=g, s=s, c=c, node_type=node_type.astype(np.int32),
+                        input_index=np.zeros(0, np.int32))
+
+
+def test_pde_n2_scores_recover_an_exact_model(monkeypatch):
+    net, n, k = _net(), 60, -2.5
+    spec = M.ModelSpec(n_nodes=n, n_edges=n * n, variant="dense", edge_embedding=False, update="additive")
+    W_learned = (net.g[:, None] * net.matrix / k).reshape(-1)      # W* = W k = g W exactly
+
+    def exact(params, spec, u):   # g_phi = k tanh(u) + 0.3; f = -c u + s tanh(u) + 0.1
+        return k * np.tanh(u) + 0.3, -net.c[:, None] * u + net.s[:, None] * np.tanh(u) + 0.1
+
+    monkeypatch.setattr(P, "learned_functions", exact)
+    mu, sd = np.linspace(-3, 6, n), np.full(n, 3.0)      # some neurons sit where tanh is flat
+    out, arrays = P.pde_n2_scores({"W": jnp.asarray(W_learned)}, spec, net, mu, sd)
+    for key in ("connectivity_R2", "c_R2", "s_R2", "g_R2", "tau_R2"):
+        assert out[key] == pytest.approx(1.0, abs=1e-9), key
+    assert out["g_rel_error"] == pytest.approx(0.0, abs=1e-6)   # W is stored in float32
+    np.testing.assert_allclose(arrays["g_phi_tanh_gain"], k, rtol=1e-9)
+    rows = P.per_type_table(net, arrays)
+    assert [r["c_hat"] for r in rows] == pytest.approx([1, 1, 2, 2]) and rows[3]["g_hat"] == pytest.approx(13.0)
+
+    # a wrong W and a wrong f lower the scores (hand-checkable direction)
+    noisy = W_learned + np.random.default_rng(1).standard_normal(n * n) * np.std(W_learned)
+    monkeypatch.setattr(P, "learned_functions", lambda p, s_, u: (k * np.tanh(u), -u + np.tanh(u)))
+    bad, _ = P.pde_n2_scores({"W": jnp.asarray(noisy)}, spec, net, mu, sd)
+    assert bad["connectivity_R2"] < 0.7 and np.isnan(bad["c_R2"]) and bad["g_rel_error"] > 0.1
+
+
+def test_basis_fit_and_row_gains_hand_values():
+    u = np.tile(np.linspace(-4, 4, 50), (2, 1))
+    f = np.stack([2 * u[0] - 3 * np.tanh(u[0]) + 1, -u[1] + 0.5])
+    np.testing.assert_allclose(P.basis_fit(u, f, P.UPDATE_BASIS), [[2, -3, 1], [-1, 0, 0.5]], atol=1e-10)
+    W = np.array([[1.0, 2.0], [0.0, 0.0]])
+    gains = P.row_gains(W, 3 * W)
+    assert gains[0] == pytest.approx(3.0) and np.isnan(gains[1])
