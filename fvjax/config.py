@@ -229,6 +229,10 @@ class TrainingConfig:
                                               "(0.632 in epoch 0); exponential: 1 - exp(-rate * epoch)")
     coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (baseline: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
+    W_refit_every: int = _opt(0, lo=0, doc="fvjax's own: every N iterations set W to its least-squares value "
+                              "given the MLPs (additive update, dense W only); 0 = off (fvjax.train.refit)")
+    W_refit_frames: int = _opt(5000, lo=1, doc="training frames (evenly spread) the W refit solves over")
+    W_refit_ridge: float = _opt(1e-3, lo=0.0, doc="ridge added to the W refit's Gram matrix")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
     lr_scheduler_T0: int = _opt(1000, lo=1)
     lr_scheduler_T_mult: int = _opt(2, lo=1)
@@ -267,6 +271,14 @@ class Config:
     graph_model: GraphModelConfig = field(default_factory=GraphModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     ignored: tuple[str, ...] = ()   # reference keys accepted but unused (filled by the loader)
+
+    def __post_init__(self):
+        gm = self.graph_model
+        if self.training.W_refit_every and (UPDATE_TYPES[gm.update_type][0] != "additive"
+                                            or gm.signal_model_name != "dense" or gm.low_rank_factorization):
+            raise ConfigError("training.W_refit_every needs graph_model.update_type: additive and "
+                              "signal_model_name: dense without low_rank_factorization (the prediction must be "
+                              "linear in a full W); set it to 0 or change the model")
 
     def replace(self, **changes) -> "Config":
         """Copy with dotted-key changes, e.g. ``cfg.replace(**{"simulation.seed": 7})`` (validated)."""

@@ -145,3 +145,31 @@ def test_basis_fit_and_row_gains_hand_values():
     W = np.array([[1.0, 2.0], [0.0, 0.0]])
     gains = P.row_gains(W, 3 * W)
     assert gains[0] == pytest.approx(3.0) and np.isnan(gains[1])
+
+
+def test_least_squares_W_matches_per_row_lstsq():
+    from fvjax.train.refit import least_squares_W, refit_frames
+    rng = np.random.default_rng(3)
+    T, n = 200, 9
+    H = np.tanh(rng.standard_normal((T, n)) * 2)
+    W_true = rng.standard_normal((n, n))
+    np.fill_diagonal(W_true, 0)
+    R = H @ W_true.T + 0.1 * rng.standard_normal((T, n))
+    ridge = 0.5
+    W = least_squares_W(H, R, ridge)
+    for i in range(n):    # independent: ridge least squares over the columns j != i only
+        cols = [j for j in range(n) if j != i]
+        A = np.vstack([H[:, cols], np.sqrt(ridge) * np.eye(n - 1)])
+        b = np.concatenate([R[:, i], np.zeros(n - 1)])
+        np.testing.assert_allclose(W[i, cols], np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9, atol=1e-12)
+        assert W[i, i] == 0
+    np.testing.assert_allclose(least_squares_W(H, H @ W_true.T, 0.0), W_true, atol=1e-8)
+    assert list(refit_frames(10, 4)) == [0, 3, 6, 9] and len(refit_frames(3, 10)) == 3
+
+
+def test_W_refit_config_guard():
+    with pytest.raises(ConfigError, match="W_refit_every"):
+        load_config(None, {"training.W_refit_every": 100})
+    cfg = load_config(None, {"training.W_refit_every": 100, "graph_model.update_type": "additive",
+                             "graph_model.signal_model_name": "dense"})
+    assert cfg.training.W_refit_every == 100

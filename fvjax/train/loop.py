@@ -22,6 +22,7 @@ from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import make_optimizer
+from .refit import refit_W
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
 from .tensorboard import open_tensorboard
@@ -145,7 +146,8 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
             it = start_iter if epoch == start_epoch else 0
             bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{tr.n_epochs}", disable=not progress)
             while it < n_iter:
-                k = min(tr.steps_per_call, n_iter - it, cadence.every - it % cadence.every)
+                k = min(tr.steps_per_call, n_iter - it, cadence.every - it % cadence.every,
+                        *((tr.W_refit_every - it % tr.W_refit_every,) if tr.W_refit_every else ()))
                 batches = gather_block(data, idx[it:it + k], time_step, recurrent)
                 keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
                 state, terms = scanned(state, batches, keys, graph, xnorm, coeffs)
@@ -155,6 +157,9 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
                 bar.update(k)
                 bar.set_postfix(_postfix(row["data"] / data.train.voltage.shape[1], cadence), refresh=False)
                 _check_finite(terms, state.params, epoch, it, run_dir, log)
+                if tr.W_refit_every and it % tr.W_refit_every == 0:
+                    state = state._replace(params=refit_W(state.params, spec, graph, data, tr.W_refit_frames,
+                                                          tr.W_refit_ridge))
                 if cadence.due(it):
                     tick = time.time()
                     log.metrics(on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
