@@ -12,7 +12,7 @@ import numpy as np
 from . import metrics as MT
 from . import model as M
 from .connectome import Connectome
-from .data import Dataset
+from .dataset import Dataset
 from .diagnostics import diagnose
 from .groundtruth import GroundTruth
 
