@@ -28,7 +28,6 @@ def network(data: Dataset, cfg: Config):
     return resolve(cfg).load(data, cfg)
 
 
-
 class RunMismatch(ValueError):
     """A run folder was started with other settings than the ones it is asked to continue with."""
 
