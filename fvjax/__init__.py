@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_run": "runs", "compare_runs": "runs", "build_connectome": "connectome",
-    "load_bundled": "groundtruth", "calibrated_prior": "groundtruth", "load_dataset": "data",
+    "load_bundled": "groundtruth", "calibrated_prior": "groundtruth", "load_dataset": "dataset",
     "load_config": "config", "fit": "train", "run": "pipeline",
 }
 

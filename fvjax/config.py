@@ -80,7 +80,7 @@ class SimulationConfig:
     n_neuron_types: int | None = _opt(None, lo=1)
     n_edges: int | None = _opt(None)
     network: str = _opt("flyvis", choices=("flyvis", "synthetic"),
-                        doc="flyvis connectome, or a synthetic all-to-all network (seed 003; fvjax.synthetic)")
+                        doc="flyvis connectome, or a synthetic all-to-all network (seed 003; fvjax.networks.synthetic)")
     # synthetic networks only (docs/synthetic.md)
     connectivity_type: str = _opt("Lorentz", choices=("Lorentz", "Gaussian"), doc="distribution of W entries")
     connectivity_filling_factor: float = _opt(1.0, lo=0.0, hi=1.0, doc="fraction of nonzero off-diagonal W")

@@ -20,7 +20,7 @@ from .config import Config, to_dict
 
 # simulation keys the files on disk do not depend on (measurement noise is drawn at training time)
 NOT_IN_DATA = ("chunk_frames", "measurement_noise_level", "data_cache")
-NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see data.resolve_ground_truth)
+NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see networks.flyvis.resolve_ground_truth)
 KEY_VERSION = 1   # bump when the dataset files change for the same settings
 
 

@@ -12,11 +12,11 @@ import numpy as np
 from . import metrics as MT
 from . import model as M
 from .connectome import Connectome
-from .data import Dataset
+from .dataset import Dataset
 from .diagnostics import diagnose
 from .groundtruth import GroundTruth
 from .pde_n2_recovery import pde_n2_scores
-from .synthetic import PDEN2Network
+from .networks.synthetic import PDEN2Network
 
 
 def probe_frames(n_frames: int, n: int = 8) -> np.ndarray:

@@ -13,7 +13,8 @@ import sys
 import yaml
 
 from .config import ConfigError, load_config
-from .data import generate_dataset, load_dataset
+from .dataset import load_dataset
+from .networks import generate_dataset
 
 
 def parse_sets(items: list[str]) -> dict:

@@ -16,27 +16,16 @@ import numpy as np
 
 from . import model as M
 from .config import Config, dump_config, from_dict, to_dict
-from .data import Dataset, generate_dataset, load_dataset, verify_dataset
 from .datacache import NOT_IN_DATA
+from .dataset import Dataset, load_dataset, verify_dataset
+from .networks import generate_dataset, resolve
 
 
 def network(data: Dataset, cfg: Config):
-    """(nodes, ground truth, graph) of a dataset. ``nodes`` has ``node_type``/``n_types`` (a
-    Connectome, or the SyntheticNetwork, which is also its own ground truth)."""
-    if data.network == "synthetic":
-        from .synthetic import load_network
-
-        net = load_network(data.path)
-        return net, net, M.dense_graph(net.n_nodes, data.input_index)
-    from .connectome import build_connectome
-
-    conn = build_connectome(cfg.simulation.extent)
-    xy = M.input_positions(conn.node_u, conn.node_v, data.input_index)
-    graph = M.Graph(jnp.asarray(conn.edge_src), jnp.asarray(conn.edge_dst), jnp.asarray(data.input_index),
-                    jnp.asarray(xy))
-    return conn, data.ground_truth(conn), graph
-
-
+    """(nodes, ground truth, graph) of a dataset, from the network kind ``cfg`` names
+    (:mod:`fvjax.networks`). ``nodes`` has ``node_type``/``n_types`` (a Connectome, or the
+    SyntheticNetwork, which is also its own ground truth)."""
+    return resolve(cfg).load(data, cfg)
 
 
 class RunMismatch(ValueError):
@@ -61,7 +50,7 @@ def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_mod
 
 def check_usable(cfg: Config, data: Dataset) -> None:
     """Refuse datasets too small to train on or to evaluate (instead of NaN metrics later)."""
-    from .data import DatasetError
+    from .dataset import DatasetError
 
     need_train = cfg.training.time_step + 6      # frames k in [0, T - 4 - time_step) plus the window
     if len(data.train) < need_train:
@@ -143,7 +132,7 @@ LOCK_HEARTBEAT_S, LOCK_STALE_S = 60.0, 600.0
 
 
 def _lock_is_stale(lock: Path, owner: dict, host: str) -> bool:
-    from .data import _pid_alive
+    from .dataset import _pid_alive
 
     if not owner.get("pid"):
         return True
@@ -211,18 +200,18 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     tmp = run_dir / "config.yaml.tmp"   # written once the data are usable: a refused run leaves no settings
     dump_config(cfg, tmp)
     os.replace(tmp, run_dir / "config.yaml")
-    nodes, gt, graph = network(data, cfg)
+    kind = resolve(cfg)
+    nodes, gt, graph = kind.load(data, cfg)
     spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
     result = fit(cfg, data, graph, run_dir, progress=progress,
                  on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt,
                                                           save_to=run_dir / "during" / f"recovered_{it:07d}.npz"))
     if progress:
         print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
-    components = 100 if data.network == "flyvis" else nodes.n_types
     metrics, arrays = evaluate(result.params, result.spec, graph, data, nodes, gt, cfg.simulation.delta_t,
-                               cluster_components=components)
+                               cluster_components=kind.cluster_components(nodes))
     n = spec.n_nodes
-    metrics.update({"model": cfg.simulation.ground_truth if data.network == "flyvis" else "synthetic",
+    metrics.update({"model": kind.label(cfg),
                     "final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
                     "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations,

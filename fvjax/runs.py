@@ -54,7 +54,7 @@ class Run:
 
     @cached_property
     def dataset(self):
-        from .data import load_dataset
+        from .dataset import load_dataset
         from .datacache import dataset_dir
 
         return load_dataset(self.metrics.get("data_dir") or dataset_dir(self.config, self.path))

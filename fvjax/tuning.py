@@ -317,10 +317,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def load_tunable(path):
     """(run, params, spec) of a flyvis run with a checkpoint, or TuningError / FileNotFoundError."""
+    from .networks import resolve
     from .runs import load_run
 
     run = load_run(path)
-    if run.config.simulation.network != "flyvis":
+    if not resolve(run.config).cell_types:
         raise TuningError(f"{path} trained on a {run.config.simulation.network} network; tuning needs the flyvis "
                           f"connectome (cell types on the hex lattice)")
     params, spec = run.params()
@@ -333,7 +334,7 @@ def main(argv=None) -> int:
         print("error: --directions must be >= 3 and --batch >= 1", file=sys.stderr)
         return 2
     from .config import ConfigError
-    from .data import DatasetError
+    from .dataset import DatasetError
 
     settings = EdgeSettings(angles=tuple(360.0 * k / args.directions for k in range(args.directions)),
                             speeds=args.speeds)

@@ -72,3 +72,58 @@ def test_import_fvjax_is_light():
     code = "import fvjax; print(fvjax.load_run.__module__, fvjax.build_connectome.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["fvjax.runs", "fvjax.connectome.build"]
+
+
+# network kinds and synthetic models are chosen once, by fvjax.networks.resolve (the lookup) and the
+# config's validation; every other module calls the resolved Network's functions instead of comparing names
+NAME_CHECK_EXEMPT = {"networks/__init__.py", "config.py"}
+
+
+def network_names() -> set[str]:
+    from fvjax.config import SYNTHETIC_MODELS
+    from fvjax.networks import KINDS
+
+    return set(KINDS) | set(SYNTHETIC_MODELS)
+
+
+def name_comparisons(source: str, names: set[str]) -> list[int]:
+    """Lines of ``source`` that compare against one of ``names``: ``x == "tanh"``, ``"flyvis" != x``,
+    ``x is "PDE_N2"``, ``x in ("synthetic", ...)``, ``"tanh" in x``, or a ``case "flyvis":``."""
+    def named(node):
+        return isinstance(node, ast.Constant) and node.value in names
+
+    def holds_name(node):
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(named(e) for e in node.elts)
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            for op, left, right in zip(node.ops, sides, sides[1:]):
+                if isinstance(op, (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)) and (named(left) or named(right)):
+                    lines.append(node.lineno)
+                elif isinstance(op, (ast.In, ast.NotIn)) and (named(left) or holds_name(right)):
+                    lines.append(node.lineno)
+        elif isinstance(node, ast.MatchValue) and named(node.value):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_name_scan_finds_planted_comparisons():
+    names = {"flyvis", "tanh", "PDE_N2", "synthetic"}
+    planted = ('if cfg.simulation.network == "flyvis":\n    pass\n'
+               'ok = "PDE_N2" != sim.synthetic_model\n'
+               'x = 1 if kind in ("tanh", "other") else 2\n'
+               'match name:\n    case "synthetic":\n        pass\n'
+               'fine = {"flyvis": 1}["flyvis"] and sim.signal_model_name == "flyvis_A"\n')
+    assert name_comparisons(planted, names) == [1, 3, 4, 6]
+
+
+def test_no_network_name_comparisons_outside_the_lookup():
+    names = network_names()
+    assert {"flyvis", "synthetic", "tanh", "PDE_N2"} <= names
+    found = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
+             if str(path.relative_to(PACKAGE)) not in NAME_CHECK_EXEMPT
+             and (lines := name_comparisons(path.read_text(), names))}
+    assert not found, (f"network/synthetic-model names compared in {found}; resolve the kind once with "
+                       f"fvjax.networks.resolve and call its functions (or add a field to networks.Network)")

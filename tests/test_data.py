@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fvjax import data as D
+from fvjax import dataset as D
 from fvjax.config import load_config
 from fvjax.generate import main as generate_main
+from fvjax.networks import generate_dataset
+from fvjax.networks.flyvis import check_network, dataset_ground_truth, resolve_ground_truth
 from fvjax.simulate import expand_frame, make_circuit, simulate, steady_state
 
 
@@ -21,13 +23,13 @@ def small_cfg(shared_data):
 
 
 def test_generate_and_load(tmp_path, small_cfg, conn, gt000):
-    out = D.generate_dataset(small_cfg, tmp_path / "ds", progress=False)
+    out = generate_dataset(small_cfg, tmp_path / "ds", progress=False)
     data = D.load_dataset(out)
     assert data.train.voltage.shape == (150, conn.n_nodes)
     assert data.train.stimulus.shape == (150, conn.n_inputs)
     assert data.test.target.shape == (40, conn.n_nodes)
     D.verify_dataset(out)
-    np.testing.assert_array_equal(data.ground_truth(conn).W, gt000.W)
+    np.testing.assert_array_equal(dataset_ground_truth(data, conn).W, gt000.W)
     assert data.manifest["seed"] == 3 and data.manifest["config"]["simulation"]["n_frames"] == 150
     # chunked writing equals one uninterrupted simulation from the same steady state and key
     circuit = make_circuit(conn, gt000)
@@ -55,16 +57,16 @@ def test_killed_run_leaves_nothing_complete(tmp_path, small_cfg, monkeypatch):
 
     monkeypatch.setattr(D._Writer, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        D.generate_dataset(small_cfg, tmp_path / "ds", progress=False)
+        generate_dataset(small_cfg, tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
     with pytest.raises(FileNotFoundError, match="unfinished run"):
         D.load_dataset(tmp_path / "ds")
 
 
 def test_existing_output_and_checksum(tmp_path, small_cfg):
-    out = D.generate_dataset(small_cfg, tmp_path / "ds", progress=False)
+    out = generate_dataset(small_cfg, tmp_path / "ds", progress=False)
     with pytest.raises(FileExistsError, match="overwrite"):
-        D.generate_dataset(small_cfg, out, progress=False)
+        generate_dataset(small_cfg, out, progress=False)
     arr = np.load(out / "train" / "target.npy", mmap_mode="r+")
     arr[5, 5] += 1.0
     arr.flush()
@@ -75,10 +77,10 @@ def test_existing_output_and_checksum(tmp_path, small_cfg):
 def test_bad_inputs_are_named(tmp_path, conn):
     cfg = load_config(None, {"simulation.n_neurons": 1000})
     with pytest.raises(ValueError, match="simulation.n_neurons = 1000"):
-        D.check_network(cfg, conn)
+        check_network(cfg, conn)
     cfg = load_config(None, {"simulation.ground_truth": str(tmp_path / "nope.npz")})
     with pytest.raises(FileNotFoundError, match="simulation.ground_truth"):
-        D.resolve_ground_truth(cfg, conn)
+        resolve_ground_truth(cfg, conn)
 
 
 def test_cli(tmp_path, shared_data, capsys):
@@ -93,7 +95,7 @@ def test_cli(tmp_path, shared_data, capsys):
 
 
 def test_read_rows_equals_indexing_without_mapping_pages(tmp_path):
-    from fvjax.data import read_rows
+    from fvjax.dataset import read_rows
 
     arr = np.random.default_rng(0).normal(size=(50, 7, 3)).astype(np.float32)
     np.save(tmp_path / "a.npy", arr)

@@ -84,7 +84,8 @@ def test_nan_parameters_stop_training_and_keep_finite_checkpoints(tmp_path, monk
 
     monkeypatch.setattr(loop, "make_steps", poisoned)
     from fvjax.config import load_config as lc
-    from fvjax.data import generate_dataset, load_dataset
+    from fvjax.dataset import load_dataset
+    from fvjax.networks import generate_dataset
     from fvjax.pipeline import network
 
     cfg = lc(None, {"simulation.n_frames": 60, "simulation.n_test_frames": 20, "training.n_iter": 16,
@@ -112,7 +113,8 @@ def test_damaged_or_swapped_dataset_is_refused(tmp_path):
     import numpy as np
     import pytest
 
-    from fvjax.data import DatasetError, generate_dataset, load_dataset, remove_stale_partials
+    from fvjax.dataset import DatasetError, load_dataset, remove_stale_partials
+    from fvjax.networks import generate_dataset
 
     cfg = load_config(None, {"simulation.n_frames": 20, "simulation.n_test_frames": 8})
     path = generate_dataset(cfg, tmp_path / "d", progress=False)
@@ -179,7 +181,7 @@ def test_too_small_dataset_is_refused_up_front(tmp_path, capsys):
 def test_verify_data_flag_catches_a_flipped_byte_and_debug_shows_the_traceback(tmp_path, capsys):
     import pytest
 
-    from fvjax.data import DatasetError
+    from fvjax.dataset import DatasetError
     from fvjax.experiments.vrest import main
 
     args = ["--seed", "0", "--out", str(tmp_path), "--n-frames", "40", "--n-iter", "4", "--quiet",
@@ -207,7 +209,8 @@ def test_interrupted_swap_restores_the_old_dataset(tmp_path):
     """A crash between the two renames of a dataset swap leaves DIR.old-<pid>: it is put back."""
     import os
 
-    from fvjax.data import generate_dataset, load_dataset, remove_stale_partials
+    from fvjax.dataset import load_dataset, remove_stale_partials
+    from fvjax.networks import generate_dataset
 
     cfg = load_config(None, {"simulation.n_frames": 20, "simulation.n_test_frames": 8})
     path = generate_dataset(cfg, tmp_path / "d", progress=False)

@@ -9,7 +9,8 @@ import pytest
 
 from fvjax import model as M
 from fvjax.config import load_config
-from fvjax.data import generate_dataset, load_dataset
+from fvjax.dataset import load_dataset
+from fvjax.networks import generate_dataset
 from fvjax.train import fit, frame_indices, gather_block, n_iterations
 from fvjax.train import loop as L
 

@@ -112,7 +112,7 @@ def test_bundled_model000_rebuilds_shared_tables(conn, model000):
 
 def test_default_ground_truth_is_model000_whatever_the_seed(conn, model000):
     from fvjax.config import load_config
-    from fvjax.data import resolve_ground_truth
+    from fvjax.networks.flyvis import resolve_ground_truth
 
     for seed in (0, 7):
         gt = resolve_ground_truth(load_config(None, {"simulation.seed": seed}), conn, progress=False)
@@ -125,7 +125,7 @@ def test_flyvis_results_folder(conn, tmp_path):
     import shutil
 
     from fvjax.config import load_config
-    from fvjax.data import resolve_ground_truth
+    from fvjax.networks.flyvis import resolve_ground_truth
 
     tau, bias, strength, logc = _fixture_tables()
     member = tmp_path / "results" / "flow" / "0000" / "049"

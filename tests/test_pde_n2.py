@@ -11,7 +11,7 @@ import pytest
 
 from fvjax.config import ConfigError, from_dict
 from fvjax.simulate import simulate
-from fvjax.synthetic import (PDEN2Network, lorentz_exponent, make_network, reference_connectivity,
+from fvjax.networks.synthetic import (PDEN2Network, lorentz_exponent, make_network, reference_connectivity,
                              type_blocks)
 
 PARAMS = ((10.0, 1.0, 1.0), (10.0, 2.0, 1.0), (10.0, 1.0, 2.0), (10.0, 2.0, 2.0))
@@ -111,9 +111,9 @@ def _svd_ranks(activity):
 
 
 def test_dataset_run_and_analysis_log(tmp_path):
-    from fvjax.data import load_dataset
+    from fvjax.dataset import load_dataset
     from fvjax.pipeline import run
-    from fvjax.synthetic import load_network
+    from fvjax.networks.synthetic import load_network
 
     cfg = from_dict({"simulation": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 24,
                                     "n_frames": 300, "n_test_frames": 40, "seed": 2, "delta_t": 0.01,

@@ -10,7 +10,7 @@ import pytest
 from fvjax import model as M
 from fvjax import pde_n2_recovery as P
 from fvjax.config import ConfigError, load_config
-from fvjax.synthetic import PDEN2Network, type_blocks
+from fvjax.networks.synthetic import PDEN2Network, type_blocks
 from fvjax.train import coefficients, one_step_loss, regularizers
 from fvjax.train.losses import Batch
 

@@ -11,9 +11,9 @@ import pytest
 
 from fvjax import model as M
 from fvjax.config import from_dict
-from fvjax.data import load_dataset
+from fvjax.dataset import load_dataset
 from fvjax.simulate import rhs, simulate
-from fvjax.synthetic import connectivity, load_network, make_network
+from fvjax.networks.synthetic import connectivity, load_network, make_network
 
 
 def _sim(**kw):

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     run = Path(args.run)
     files = sorted((run / "during").glob("recovered_*.npz"))
-    from fvjax.data import DatasetError
+    from fvjax.dataset import DatasetError
     from fvjax.runs import load_run
 
     try:
@@ -38,9 +38,10 @@ def main(argv=None) -> int:
         return 2
     from fvjax.connectome import build_connectome
     from fvjax.diagnostics import drift_table
+    from fvjax.networks.flyvis import dataset_ground_truth
 
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
-    gt = data.ground_truth(conn)
+    gt = dataset_ground_truth(data, conn)
     snaps = {int(f.stem.split("_")[-1]): dict(np.load(f)) for f in files}
     table = drift_table(snaps, gt.W, conn.edge_src, conn.edge_dst, conn.node_type, list(conn.type_names))
     (run / "drift.json").write_text(json.dumps(table, indent=1))

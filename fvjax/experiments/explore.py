@@ -35,13 +35,23 @@ DEFAULT_SPACES = {   # the ranges named in the seeds' instructions
 }
 
 
+def _synthetic_base(args):
+    from .synthetic import PRESET
+
+    return from_dict(PRESET)
+
+
+def _vrest_base(args):
+    from .vrest import PRESETS
+
+    return load_config(None, PRESETS[args.preset])
+
+
+BASES = {"synthetic": _synthetic_base, "vrest": _vrest_base}   # --experiment -> its preset config
+
+
 def base_config(args):
-    if args.experiment == "synthetic":
-        from .synthetic import PRESET
-        cfg = from_dict(PRESET)
-    else:
-        from .vrest import PRESETS
-        cfg = load_config(None, PRESETS[args.preset])
+    cfg = BASES[args.experiment](args)
     if args.config:
         cfg = load_config(args.config, {})   # a full YAML replaces the preset
     return cfg.replace(**parse_sets(args.set)) if args.set else cfg

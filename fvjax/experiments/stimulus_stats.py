@@ -52,7 +52,7 @@ def main(argv=None) -> int:
 
     from fvjax.config import ConfigError, load_config
     from fvjax.connectome import build_connectome
-    from fvjax.data import resolve_ground_truth
+    from fvjax.networks.flyvis import resolve_ground_truth
     from fvjax.generate import parse_sets
     from fvjax.simulate import expand_frame, make_circuit, simulate, steady_state
     from fvjax.stimulus import train_test_frames

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from fvjax.data import DatasetError
+    from fvjax.dataset import DatasetError
     from fvjax.pipeline import RunLocked, RunMismatch
 
     try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
-from ..data import Dataset, read_rows
+from ..dataset import Dataset, read_rows
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..data import Dataset, read_rows
+from ..dataset import Dataset, read_rows
 
 
 def refit_frames(n_frames: int, count: int) -> np.ndarray:

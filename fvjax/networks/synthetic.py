@@ -21,8 +21,10 @@
 * types in contiguous blocks of N // K neurons (the last type takes the remainder), (g, s, c) per
   type from ``PDE_N2_params``; u(0) ~ N(0, 5^2).
 
-The dataset has the same layout as a flyvis one (:mod:`fvjax.data`), so training and evaluation
-use the same code; the GNN uses ``signal_model_name: dense`` (one matrix product per step).
+The dataset has the same layout as a flyvis one (:mod:`fvjax.dataset`), so training and evaluation
+use the same code; the GNN uses ``signal_model_name: dense`` (one matrix product per step). This is
+the ``synthetic`` kind of :mod:`fvjax.networks` (:data:`NETWORK`); ``simulation.synthetic_model``
+picks its model from :data:`MODELS`.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Config, SimulationConfig
-from .simulate import DenseCircuit, PDEN2Circuit, simulate
+from .. import model as M
+from ..config import Config, SimulationConfig
+from ..dataset import Dataset, write_dataset
+from ..simulate import DenseCircuit, PDEN2Circuit, simulate
+from . import Network
+from .common import simulate_split, split_key
 
 DEFAULT_SIZE = {"n_neurons": 1000, "n_neuron_types": 4, "n_input_neurons": 0}
 
@@ -104,8 +110,8 @@ class PDEN2Network(NamedTuple):
 
 def size(sim: SimulationConfig, key: str) -> int:
     value = getattr(sim, key)
-    if value is None and key == "n_neuron_types" and sim.synthetic_model == "PDE_N2":
-        return len(sim.PDE_N2_params)
+    if value is None and key == "n_neuron_types":
+        return MODELS[sim.synthetic_model].default_types(sim)
     return DEFAULT_SIZE[key] if value is None else value
 
 
@@ -202,15 +208,19 @@ class SyntheticModel(NamedTuple):
     initial_state: Callable    # (net, rng) -> (N,) float32
     hint: str                  # what to try when the simulation diverges
     own_test_start: bool       # the test split starts from its own warmed-up draw (else the train start)
+    default_types: Callable    # (sim) -> number of types when simulation.n_neuron_types is not given
+    named_file: bool           # ground_truth.npz records the model's name (tanh files predate it: no name)
 
 
 MODELS = {
     "tanh": SyntheticModel(SyntheticNetwork, _tanh_network,
                            lambda net, rng: net.V_rest + 0.5 * rng.standard_normal(net.n_nodes).astype(np.float32),
-                           "lower simulation.spectral_radius or raise tau_range", False),
+                           "lower simulation.spectral_radius or raise tau_range", False,
+                           lambda sim: DEFAULT_SIZE["n_neuron_types"], False),
     "PDE_N2": SyntheticModel(PDEN2Network, _pde_n2_network,
                              lambda net, rng: 5.0 * rng.standard_normal(net.n_nodes).astype(np.float32),
-                             "lower simulation.delta_t or the gains g in simulation.PDE_N2_params", True),
+                             "lower simulation.delta_t or the gains g in simulation.PDE_N2_params", True,
+                             lambda sim: len(sim.PDE_N2_params), True),
 }
 
 
@@ -237,7 +247,7 @@ def save_network(path: str | Path, net: SyntheticNetwork | PDEN2Network) -> None
     """``ground_truth.npz``; other models than tanh also store their name as ``synthetic_model``
     (tanh files stay as they were, so a file without it is a tanh network)."""
     kind = next(name for name, model in MODELS.items() if isinstance(net, model.network))
-    np.savez(path, **net._asdict(), **({} if kind == "tanh" else {"synthetic_model": np.array(kind)}))
+    np.savez(path, **net._asdict(), **({"synthetic_model": np.array(kind)} if MODELS[kind].named_file else {}))
 
 
 def load_network(path: str | Path) -> SyntheticNetwork | PDEN2Network:
@@ -260,9 +270,7 @@ def _n_test(sim: SimulationConfig) -> int:
 
 
 def generate_synthetic_dataset(cfg: Config, out, overwrite: bool = False, progress: bool = True) -> Path:
-    """Simulate a synthetic network into a dataset folder (layout of :mod:`fvjax.data`)."""
-    from .data import simulate_split, write_dataset
-
+    """Simulate a synthetic network into a dataset folder (layout of :mod:`fvjax.dataset`)."""
     sim = cfg.simulation
     model = MODELS[sim.synthetic_model]
     net = make_network(sim)
@@ -280,12 +288,30 @@ def generate_synthetic_dataset(cfg: Config, out, overwrite: bool = False, progre
     starts["test"] = warm_start(jax.random.PRNGKey(sim.seed + 3)) if model.own_test_start else starts["train"]
     frames = {"train": sim.n_frames, "test": _n_test(sim)}
 
-    def run_split(split, writer, key):
+    def run_split(split, writer):
         drive = ou_drive(sim, frames[split], len(net.input_index), np.random.default_rng([sim.seed, len(split)]))
-        simulate_split(cfg, circuit, starts[split], frames[split], lambda a, b: drive[a:b], key, writer,
-                       f"simulating {split}", progress, model.hint)
+        simulate_split(cfg, circuit, starts[split], frames[split], lambda a, b: drive[a:b],
+                       split_key(sim.seed, split), writer, f"simulating {split}", progress, model.hint)
 
     head = {"n_nodes": net.n_nodes, "n_edges": net.n_nodes**2, "n_inputs": len(net.input_index),
             "input_node_index": net.input_index.tolist(), "n_types": net.n_types}
     return write_dataset(cfg, out, overwrite, head, frames, run_split,
                          lambda folder: save_network(folder / "ground_truth.npz", net))
+
+
+def build(cfg: Config, progress: bool = True):
+    """(nodes, ground truth): the synthetic network is both (deterministic in ``simulation.seed``)."""
+    net = make_network(cfg.simulation)
+    return net, net
+
+
+def load(data: Dataset, cfg: Config):
+    """(network, network, all-to-all graph) of a synthetic dataset, from its ground_truth.npz."""
+    net = load_network(data.path)
+    return net, net, M.dense_graph(net.n_nodes, data.input_index)
+
+
+NETWORK = Network(name="synthetic", build=build, generate=generate_synthetic_dataset, load=load,
+                  gnn_defaults={"graph_model.signal_model_name": "dense", "graph_model.g_phi_positive": False},
+                  cluster_components=lambda nodes: nodes.n_types, label=lambda cfg: "synthetic",
+                  cell_types=False)

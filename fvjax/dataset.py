@@ -1,10 +1,11 @@
-"""Generate ground-truth datasets to disk and read them back as memory maps.
+"""The on-disk dataset format: write it (atomically), read it back as memory maps, verify it.
 
-Layout of a dataset folder::
+What goes into a dataset (which network, ground truth, stimulus) is the business of the network
+kinds in :mod:`fvjax.networks`; this module knows only the files. Layout of a dataset folder::
 
     manifest.json         config, seed, versions, shapes, dtypes, sha256 of every array, statistics
     config.yaml           the full configuration used
-    ground_truth.npz      tau, V_rest, W and their tables (fvjax.groundtruth.load_npz reads it)
+    ground_truth.npz      the network's ground truth (written and read by its fvjax.networks kind)
     train/voltage.npy     (T, N) float32   state v(t) before the update of frame t
     train/target.npy      (T, N) float32   noise-free dv/dt at v(t)
     train/stimulus.npy    (T, n_inputs) float32   input-node values at frame t
@@ -23,61 +24,19 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
 from .config import Config, dump_config, to_dict
-from .connectome import Connectome, build_connectome
 from .connectome.source import sha256_file
-from .groundtruth import (BUNDLED, GroundTruth, calibrated_prior, flyvis_initial, load_bundled, load_flyvis_checkpoint,
-                          load_flyvis_model, load_npz, save_npz)
-from .simulate import expand_frame, make_circuit, simulate, steady_state
-from .stimulus import train_test_frames
 
 SPLITS = ("train", "test")
 FIELDS = ("voltage", "target", "stimulus")
-
-
-def check_network(cfg: Config, conn: Connectome) -> None:
-    """Reference consistency keys (n_neurons, ...) must match the built network when given."""
-    sim = cfg.simulation
-    actual = {"n_neurons": conn.n_nodes, "n_input_neurons": conn.n_inputs,
-              "n_neuron_types": conn.n_types, "n_edges": conn.n_edges}
-    for key, value in actual.items():
-        given = getattr(sim, key)
-        if given is not None and given != value:
-            raise ValueError(f"simulation.{key} = {given}, but the extent-{sim.extent} network has {value}; "
-                             f"fix the key or remove it")
-
-
-def resolve_ground_truth(cfg: Config, conn: Connectome, progress: bool = True) -> GroundTruth:
-    """Ground truth named by ``simulation.ground_truth``: a bundled trained flyvis model
-    (``flyvis_000``, the default; the seed never changes it), ``prior`` (calibrated, seed-indexed),
-    ``flyvis_initial``, a flyvis model folder, a flyvis checkpoint or a ``.npz`` of tables."""
-    source, seed = cfg.simulation.ground_truth, cfg.simulation.seed
-    named = {"prior": lambda: calibrated_prior(conn, seed, progress=progress),
-             "flyvis_initial": lambda: flyvis_initial(conn, seed),
-             **{name: (lambda name=name: load_bundled(conn, name)) for name in BUNDLED}}
-    if source in named:
-        return named[source]()
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return load_flyvis_model(path, conn)
-    if not path.is_file():
-        raise FileNotFoundError(f"simulation.ground_truth = {source!r}: not one of {', '.join(named)}, nor an "
-                                f"existing flyvis model folder, .npz or flyvis checkpoint file")
-    if path.suffix == ".npz":
-        return load_npz(path, conn)
-    if zipfile.is_zipfile(path):
-        return load_flyvis_checkpoint(path, conn)
-    raise ValueError(f"simulation.ground_truth = {source!r}: unrecognised file (expected .npz or a torch zip)")
 
 
 class _Writer:
@@ -132,61 +91,11 @@ class _Writer:
         return {"arrays": info, "stats": stats}
 
 
-def simulate_split(cfg: Config, circuit, v0, n_frames: int, stimulus_at: Callable[[int, int], np.ndarray], key,
-                   writer: _Writer, desc: str, progress: bool, hint: str) -> None:
-    """Simulate ``n_frames`` chunk by chunk and write them; ``stimulus_at(start, stop)`` gives the
-    input-node values of those frames, ``hint`` what to try if the simulation diverges."""
-    from tqdm.auto import tqdm
-
-    sim = cfg.simulation
-    v = v0
-    with tqdm(total=n_frames, desc=desc, unit="frame", disable=not progress) as bar:
-        for start in range(0, n_frames, sim.chunk_frames):
-            stim = stimulus_at(start, min(start + sim.chunk_frames, n_frames))
-            v, traj = simulate(circuit, v, jnp.asarray(stim), key, start, dt=sim.delta_t,
-                               noise_std=sim.noise_model_level, tau_clamp=sim.tau_clamp)
-            volts = np.asarray(traj.voltage)
-            if not np.isfinite(volts).all():
-                raise FloatingPointError(f"{desc}: simulation diverged near frame {start}; {hint}")
-            writer.write(start, voltage=volts, target=np.asarray(traj.target), stimulus=stim)
-            bar.update(len(stim))
-
-
-def generate_dataset(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Simulate train and test splits for ``cfg`` into the folder ``out`` (see module docstring).
-
-    ``simulation.network: synthetic`` builds a synthetic network instead (:mod:`fvjax.synthetic`)."""
-    from .device import configure_jax
-
-    configure_jax()
-    if cfg.simulation.network == "synthetic":
-        from .synthetic import generate_synthetic_dataset
-
-        return generate_synthetic_dataset(cfg, out, overwrite, progress)
-    sim = cfg.simulation
-    conn = build_connectome(sim.extent)
-    check_network(cfg, conn)
-    gt = resolve_ground_truth(cfg, conn, progress)
-    circuit = make_circuit(conn, gt)
-    n_pre = int(round(sim.steady_state_time / sim.delta_t))
-    v0 = steady_state(circuit, n_steps=n_pre, grey=sim.grey, dt=sim.delta_t, tau_clamp=sim.tau_clamp)
-    frames = dict(zip(SPLITS, train_test_frames(sim)))
-
-    def run_split(split, writer, key):
-        simulate_split(cfg, circuit, v0, len(frames[split]), lambda a, b: expand_frame(conn, frames[split][a:b]),
-                       key, writer, f"simulating {split}", progress,
-                       "the ground truth is unstable for this stimulus (try tau_clamp or another model)")
-
-    head = {"n_nodes": conn.n_nodes, "n_edges": conn.n_edges, "n_inputs": conn.n_inputs,
-            "input_node_index": conn.input_node_index.reshape(-1).tolist()}
-    return write_dataset(cfg, out, overwrite, head, {k: len(v) for k, v in frames.items()}, run_split,
-                         lambda folder: save_npz(folder / "ground_truth.npz", gt, conn))
-
-
 def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_frames: dict,
                   run_split: Callable, save_ground_truth: Callable) -> Path:
-    """Shared writer: ``run_split(split, writer, key)`` fills each split; ``head`` (n_nodes, n_edges,
-    n_inputs, input_node_index, ...) goes into the manifest; completion is atomic."""
+    """Write a dataset folder: ``run_split(split, writer)`` fills each split of ``n_frames[split]``
+    frames through a :class:`_Writer`, ``save_ground_truth(folder)`` writes ground_truth.npz; ``head``
+    (n_nodes, n_edges, n_inputs, input_node_index, ...) goes into the manifest; completion is atomic."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) or choose another folder")
@@ -198,13 +107,12 @@ def write_dataset(cfg: Config, out: str | Path, overwrite: bool, head: dict, n_f
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    key = jax.random.PRNGKey(cfg.simulation.seed)
-    manifest = {"format": "fvjax-dataset/1", "fvjax": __version__, "jax": jax.__version__,
+    manifest = {"format": "fvjax-dataset/1", "fvjax": __version__, "jax": version("jax"),
                 "numpy": np.__version__, "seed": cfg.simulation.seed, "network": cfg.simulation.network,
                 "config": to_dict(cfg), **head, "splits": {}}
-    for k, split in enumerate(SPLITS):
+    for split in SPLITS:
         writer = _Writer(tmp / split, n_frames[split], head["n_nodes"], head["n_inputs"])
-        run_split(split, writer, jax.random.fold_in(key, k))
+        run_split(split, writer)
         manifest["splits"][split] = writer.close()
     save_ground_truth(tmp)
     manifest["ground_truth_sha256"] = sha256_file(tmp / "ground_truth.npz")
@@ -312,14 +220,8 @@ class Dataset:
 
     @property
     def network(self) -> str:
-        """'flyvis' or 'synthetic' (how the data was generated)."""
+        """The name of the network kind that generated the data (:mod:`fvjax.networks`)."""
         return self.manifest.get("network", "flyvis")
-
-    def ground_truth(self, conn: Connectome) -> GroundTruth:
-        if self.network != "flyvis":
-            raise ValueError(f"{self.path} holds a {self.network} network; use fvjax.synthetic.load_network")
-        return load_npz(self.path / "ground_truth.npz", conn)
-
 
 class DatasetError(ValueError):
     """A dataset folder is damaged, incomplete or not what its manifest says."""
