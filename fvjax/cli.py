@@ -2,7 +2,7 @@
 
     fvjax vrest --seed 7                 # the V_rest experiment (python -m experiments.vrest)
     fvjax generate --out data/x          # a dataset only
-    fvjax synthetic | understand | explore | drift ...
+    fvjax synthetic | understand | explore | drift | identifiability ...
     fvjax show RUN                       # metrics and the per-cell-type table of a run
     fvjax compare RUN [RUN ...]          # one table across runs, mean +- std per metric
     fvjax tuning RUN                     # direction selectivity of the true and the recovered circuit
@@ -16,7 +16,8 @@ from importlib import import_module
 PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.synthetic",
             "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
             "drift": "fvjax.experiments.drift", "stimulus_stats": "fvjax.experiments.stimulus_stats",
-            "generate": "fvjax.generate", "tuning": "fvjax.tuning"}
+            "identifiability": "fvjax.experiments.identifiability", "generate": "fvjax.generate",
+            "tuning": "fvjax.tuning"}
 
 
 def show(argv: list[str]) -> int:

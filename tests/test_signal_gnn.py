@@ -173,3 +173,27 @@ def test_W_refit_config_guard():
     cfg = load_config(None, {"training.W_refit_every": 100, "graph_model.update_type": "additive",
                              "graph_model.signal_model_name": "dense"})
     assert cfg.training.W_refit_every == 100
+
+
+def test_identifiability_fits_recover_W_from_noise_free_data():
+    from fvjax.config import from_dict
+    from fvjax.experiments.identifiability import free_update_r2, true_functions_r2
+    from fvjax.networks.synthetic import make_network
+    from fvjax.simulate import simulate
+    sim = from_dict({"simulation": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 30,
+                                    "seed": 5, "delta_t": 0.01, "noise_model_level": 0.0}}).simulation
+    net = make_network(sim)
+    U, Y = [], []
+    with jax.enable_x64(True):    # short runs from 20 starts: rich enough for a full-rank Gram matrix
+        for start in 5.0 * np.random.default_rng(0).standard_normal((20, 30)):
+            _, traj = simulate(net.circuit(jnp.float64), jnp.asarray(start), jnp.zeros((40, 0)),
+                               jax.random.PRNGKey(0), dt=0.01, noise_std=0.0)
+            U.append(np.asarray(traj.voltage))
+            Y.append(np.asarray(traj.target))
+    U, Y = np.concatenate(U), np.concatenate(Y)
+    assert true_functions_r2(U, Y, net, ridge=1e-9) == pytest.approx(1.0, abs=1e-6)
+    free = free_update_r2(U, Y, net, rows=10)
+    assert free["W_R2"] == pytest.approx(1.0, abs=1e-6) and free["c_R2"] == pytest.approx(1.0, abs=1e-6)
+    # wrong functions do not fit: a linear g instead of tanh
+    bent = net._replace(s=net.s * 0)          # f without its tanh term
+    assert true_functions_r2(U, Y, bent, ridge=1e-9) < 0.999
