@@ -46,6 +46,15 @@ from .common import simulate_split, split_key
 DEFAULT_SIZE = {"n_neurons": 1000, "n_neuron_types": 4, "n_input_neurons": 0}
 
 
+def _all_to_all(cls):
+    """The shared views of an all-to-all ground truth (N from node_type; W row-major N x N)."""
+    cls.n_nodes = property(lambda self: int(self.node_type.shape[0]), doc="number of neurons")
+    cls.n_types = property(lambda self: int(self.node_type.max()) + 1, doc="number of types")
+    cls.matrix = property(lambda self: self.W.reshape(self.n_nodes, self.n_nodes), doc="W as (N, N), row i = target")
+    return cls
+
+
+@_all_to_all
 class SyntheticNetwork(NamedTuple):
     """Ground truth of a synthetic network; also serves as the ``conn``/``gt`` of :func:`fvjax.evaluate`."""
 
@@ -55,26 +64,15 @@ class SyntheticNetwork(NamedTuple):
     node_type: np.ndarray    # (N,) int32
     input_index: np.ndarray  # (n_in,) int32
 
-    @property
-    def n_nodes(self) -> int:
-        return int(self.tau.shape[0])
-
-    @property
-    def n_types(self) -> int:
-        return int(self.node_type.max()) + 1
-
-    @property
-    def matrix(self) -> np.ndarray:
-        return self.W.reshape(self.n_nodes, self.n_nodes)
-
     def circuit(self, dtype=jnp.float32) -> DenseCircuit:
         return DenseCircuit(jnp.asarray(self.matrix, dtype), jnp.asarray(self.tau, dtype),
                             jnp.asarray(self.V_rest, dtype), jnp.asarray(self.input_index))
 
 
+@_all_to_all
 class PDEN2Network(NamedTuple):
-    """Ground truth of a PDE_N2 network; also its own ``conn``/``gt`` for :func:`fvjax.evaluate`,
-    which compares the leaky form's tau and V_rest: here tau = 1/c and V_rest = 0 (docs/synthetic.md)."""
+    """Ground truth of a PDE_N2 network; also its own ``conn``/``gt`` for :func:`fvjax.evaluate`, which
+    scores it with :mod:`fvjax.pde_n2_recovery`; tau = 1/c and V_rest = 0 serve the shared fields."""
 
     W: np.ndarray            # (N * N,) row-major: W[i * N + j] = weight j -> i
     g: np.ndarray            # (N,) coupling gain
@@ -82,18 +80,6 @@ class PDEN2Network(NamedTuple):
     c: np.ndarray            # (N,) decay rate
     node_type: np.ndarray    # (N,) int32
     input_index: np.ndarray  # (n_in,) int32
-
-    @property
-    def n_nodes(self) -> int:
-        return int(self.c.shape[0])
-
-    @property
-    def n_types(self) -> int:
-        return int(self.node_type.max()) + 1
-
-    @property
-    def matrix(self) -> np.ndarray:
-        return self.W.reshape(self.n_nodes, self.n_nodes)
 
     @property
     def tau(self) -> np.ndarray:
