@@ -350,3 +350,22 @@ def test_additivity_penalty_only_when_asked():
     _, off = one_step_loss(params, spec, graph, batch, 0.7, c)
     _, on = one_step_loss(params, spec, graph, batch, 0.7, c, additive=True)
     assert "f_theta_additive" not in off and float(on["f_theta_additive"]) > 0
+
+
+def test_make_steps_is_memoised_across_epochs():
+    """fit calls make_steps once per epoch: equal settings must reuse the compiled program."""
+    conn, _ = _toy_graph()
+    spec = _spec(conn)
+    opt = make_optimizer(load_config().training)
+    first = make_steps(spec, opt, StepConfig())
+    assert make_steps(spec, opt, StepConfig()) is first
+    assert make_steps(spec, opt, StepConfig(recurrent=True)) is not first
+
+
+def test_ode_methods_in_config_have_solvers():
+    import dataclasses
+
+    from fvjax.config import TrainingConfig
+    from fvjax.train.ode import SOLVERS
+    choices = next(f for f in dataclasses.fields(TrainingConfig) if f.name == "ode_method").metadata.get("choices")
+    assert set(choices) == set(SOLVERS)

@@ -35,23 +35,25 @@ def _fixed_solver(name: str, tableau, order: int):
         "order": lambda self, terms: order})
 
 
+# torchdiffeq method name -> diffrax solver factory (rk4: classic 3/8-free RK4; heun3: Heun's 3rd order)
+SOLVERS = {
+    "dopri5": lambda dx: dx.Dopri5(),
+    "euler": lambda dx: dx.Euler(),
+    "midpoint": lambda dx: dx.Midpoint(),
+    "rk4": lambda dx: _fixed_solver("RK4", _tableau([0.5, 0.5, 1.0], [1 / 6, 1 / 3, 1 / 3, 1 / 6],
+                                                    [[0.5], [0.0, 0.5], [0.0, 0.0, 1.0]]), 4)(),
+    "heun3": lambda dx: _fixed_solver("Heun3", _tableau([1 / 3, 2 / 3], [0.25, 0.0, 0.75], [[1 / 3], [0.0, 2 / 3]]), 3)(),
+}
+ADAPTIVE = {"dopri5"}   # solvers stepped by a PID controller at (rtol, atol); the others take one step per frame
+
+
 def solver(method: str):
-    """diffrax solver for a torchdiffeq method name (rk4: classic 3/8-free RK4; heun3: Heun's 3rd order)."""
+    """diffrax solver for a torchdiffeq method name (see :data:`SOLVERS`)."""
     import diffrax
 
-    if method == "dopri5":
-        return diffrax.Dopri5()
-    if method == "euler":
-        return diffrax.Euler()
-    if method == "midpoint":
-        return diffrax.Midpoint()
-    if method == "rk4":
-        tab = _tableau([0.5, 0.5, 1.0], [1 / 6, 1 / 3, 1 / 3, 1 / 6], [[0.5], [0.0, 0.5], [0.0, 0.0, 1.0]])
-        return _fixed_solver("RK4", tab, 4)()
-    if method == "heun3":
-        tab = _tableau([1 / 3, 2 / 3], [0.25, 0.0, 0.75], [[1 / 3], [0.0, 2 / 3]])
-        return _fixed_solver("Heun3", tab, 3)()
-    raise ValueError(f"ode_method {method!r}: expected dopri5, rk4, euler, midpoint or heun3")
+    if method not in SOLVERS:
+        raise ValueError(f"ode_method {method!r}: expected one of {', '.join(SOLVERS)}")
+    return SOLVERS[method](diffrax)
 
 
 class ODEConfig(NamedTuple):
@@ -79,7 +81,7 @@ def integrate(params, spec: M.ModelSpec, graph: M.Graph, v0, stim_seq, dt: float
         return M.apply(p, spec, g, v_in, stim)[0]
 
     term, method = diffrax.ODETerm(field), solver(oc.method)
-    controller = (diffrax.PIDController(rtol=oc.rtol, atol=oc.atol) if oc.method == "dopri5"
+    controller = (diffrax.PIDController(rtol=oc.rtol, atol=oc.atol) if oc.method in ADAPTIVE
                   else diffrax.ConstantStepSize())
     adjoint = diffrax.BacksolveAdjoint(stepsize_controller=controller) if oc.adjoint else diffrax.RecursiveCheckpointAdjoint()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -84,12 +84,15 @@ def train_step(state: TrainState, batch: Batch | SeqBatch, key, graph: M.Graph, 
     return TrainState(params, opt_state, state.step + 1), terms
 
 
+@lru_cache(maxsize=16)
 def make_steps(spec: M.ModelSpec, optimizer, sc: StepConfig):
     """(single, scanned) jitted functions.
 
     single(state, batch, key, graph, xnorm, coeffs) -> (state, terms)
     scanned(state, batches, keys, graph, xnorm, coeffs) -> (state, terms stacked over K), where
     ``batches`` has a leading axis K and ``keys`` is (K, 2).
+    Memoised on its (hashable) arguments, so epochs with the same step configuration reuse one
+    compiled program instead of tracing it again.
     """
     step = partial(train_step, spec=spec, optimizer=optimizer, sc=sc)
 
