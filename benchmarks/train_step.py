@@ -1,16 +1,27 @@
 """Training-step time on the full flyvis graph (13,741 nodes, 434,112 edges), batch 1/2/4.
 
     python benchmarks/train_step.py [--batches 1 2 4] [--iters 40]
+    python benchmarks/train_step.py --mlp [--batches 1 2 4] [--rounds 16]
 
 All in one process: (1) a faithful per-edge baseline (g_phi evaluated once per edge, like the
 reference), single jitted step; (2) fvjax (g_phi once per source node, gathered), single jitted step;
 (3) fvjax with K steps fused under lax.scan. Same loss, regularisers and Adam partitions.
 Prints ms/iteration (median of repeats) and ratios, plus the reference's measured 2.2 s/iteration.
+
+``--mlp``: the step with g_phi and f_theta as the Flax modules of ``fvjax.nn`` against the hand-written
+MLP they replaced (same K-step scanned program otherwise). The two are timed call by call in
+alternation (the order swapped every round, so background load hits both alike); prints the medians,
+the median and quartiles of the per-round ratio flax/hand-written, whether the compiled programs are
+identical up to instruction names, and whether the two training states are still bit-identical after
+all rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
+import time
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +43,63 @@ def per_edge_messages(params, spec, graph, v):
     return jax.ops.segment_sum(params["W"][:, None] * h.T, graph.dst, num_segments=spec.n_nodes).T
 
 
+def hand_written_mlp_apply(layers, x, activation="relu"):
+    """g_phi / f_theta as fvjax computed them before fvjax.nn (the baseline of --mlp)."""
+    act = M.ACTIVATIONS[activation]
+    for layer in layers[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+    return x @ layers[-1]["w"] + layers[-1]["b"]
+
+
+def _program(compiled) -> str:
+    """Compiled HLO without metadata and instruction numbering (which differ with tracing order)."""
+    text = re.sub(r", metadata=\{[^}]*\}", "", compiled.as_text())
+    return re.sub(r"\.\d+\b|_\d+\.\d+|region_\d+", "", text[text.index("%"):])
+
+
+def compare_mlp(setup, batches, iters, rounds):
+    """Flax MLP vs hand-written MLP in the scanned step, alternating calls; one line per batch size."""
+    conn, graph, spec, opt, coeffs = setup
+    xnorm, key, rng = jnp.float32(1.0), jax.random.PRNGKey(0), np.random.default_rng(0)
+    print(f"{'batch':>5} {'hand-written ms':>15} {'flax ms':>8} {'flax/hand':>10} {'quartiles':>12} {'same program':>13} "
+          f"{'same state':>11}")
+    for B in batches:
+        bk, keys = random_batch(rng, conn, (iters, B)), jax.random.split(key, iters)
+        steps, states, programs, times = {}, {}, {}, {"hand": [], "flax": []}
+        for name, fn in (("hand", hand_written_mlp_apply), ("flax", M.mlp_apply)):
+            orig, M.mlp_apply = M.mlp_apply, fn
+            try:   # traced (and compiled) here, with this MLP
+                _, steps[name] = make_steps(spec, opt, StepConfig())
+                states[name] = init_state(M.init(key, spec), opt)
+                programs[name] = _program(steps[name].lower(states[name], bk, keys, graph, xnorm, coeffs).compile())
+                states[name], _ = steps[name](states[name], bk, keys, graph, xnorm, coeffs)
+                jax.block_until_ready(states[name])
+            finally:
+                M.mlp_apply = orig
+        for r in range(rounds):
+            for name in (("hand", "flax") if r % 2 == 0 else ("flax", "hand")):
+                t = time.perf_counter()
+                states[name], terms = steps[name](states[name], bk, keys, graph, xnorm, coeffs)
+                jax.block_until_ready(terms)
+                times[name].append((time.perf_counter() - t) / iters * 1e3)
+        hand, flax = statistics.median(times["hand"]), statistics.median(times["flax"])
+        q1, ratio, q3 = statistics.quantiles([f / h for f, h in zip(times["flax"], times["hand"])], n=4)
+        same_state = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(states["hand"]),
+                                                              jax.tree.leaves(states["flax"])))
+        print(f"{B:>5} {hand:>15.1f} {flax:>8.1f} {ratio:>10.3f} {f'{q1:.3f}-{q3:.3f}':>12} "
+              f"{str(programs['hand'] == programs['flax']):>13} {str(same_state):>11}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--baseline-iters", type=int, default=3)
+    p.add_argument("--mlp", action="store_true", help="Flax vs hand-written MLP in the scanned step")
+    p.add_argument("--rounds", type=int, default=16, help="--mlp: alternating timed calls per variant")
     args = p.parse_args()
+    if args.mlp:
+        return compare_mlp(training_setup(), args.batches, args.iters, args.rounds)
     conn, graph, spec, opt, coeffs = training_setup()
     xnorm = jnp.float32(1.0)
     rng = np.random.default_rng(0)

@@ -23,11 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTIVATIONS = {
-    "relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
-    "leaky_relu": jax.nn.leaky_relu, "soft_relu": jax.nn.softplus, "none": lambda x: x,
-}
-
+from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
 VARIANTS = ("flyvis_A", "flyvis_B", "dense")
 UPDATES = ("generic", "additive")
@@ -103,30 +99,6 @@ def dense_graph(n_nodes: int, input_index) -> Graph:
     return Graph(jnp.asarray(src), jnp.asarray(dst), jnp.asarray(np.asarray(input_index, np.int32)))
 
 
-def mlp_init(key, sizes: list[int], dtype=jnp.float32) -> list[dict]:
-    """PyTorch-like init of the reference MLP: first layer U(+-1/sqrt(fan_in)) for weights and
-    biases; later layers N(0, 0.1^2) weights and zero biases."""
-    layers = []
-    keys = jax.random.split(key, 2 * (len(sizes) - 1))
-    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if k == 0:
-            bound = 1.0 / np.sqrt(fan_in)
-            w = jax.random.uniform(keys[2 * k], (fan_in, fan_out), dtype, -bound, bound)
-            b = jax.random.uniform(keys[2 * k + 1], (fan_out,), dtype, -bound, bound)
-        else:
-            w = 0.1 * jax.random.normal(keys[2 * k], (fan_in, fan_out), dtype)
-            b = jnp.zeros((fan_out,), dtype)
-        layers.append({"w": w, "b": b})
-    return layers
-
-
-def mlp_apply(layers: list[dict], x: jax.Array, activation: str = "relu") -> jax.Array:
-    act = ACTIVATIONS[activation]
-    for layer in layers[:-1]:
-        x = act(x @ layer["w"] + layer["b"])
-    return x @ layers[-1]["w"] + layers[-1]["b"]
-
-
 def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     """Parameters: ``g_phi``, ``f_theta`` (lists of {w, b}), ``a`` (N, d) = ones, ``W`` (E,)."""
     k_g, k_f, k_w = jax.random.split(key, 3)
@@ -151,27 +123,6 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
     return params
-
-
-def siren_init(key, sizes: list[int], omega: float, dtype=jnp.float32) -> list[dict]:
-    """SIREN init: first layer weights U(+-1/fan_in), later layers U(+-sqrt(6/fan_in)/omega);
-    biases U(+-1/sqrt(fan_in)) (PyTorch's default)."""
-    layers = []
-    keys = jax.random.split(key, 2 * (len(sizes) - 1))
-    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        bound = 1.0 / fan_in if k == 0 else np.sqrt(6.0 / fan_in) / omega
-        w = jax.random.uniform(keys[2 * k], (fan_in, fan_out), dtype, -bound, bound)
-        b_bound = 1.0 / np.sqrt(fan_in)
-        b = jax.random.uniform(keys[2 * k + 1], (fan_out,), dtype, -b_bound, b_bound)
-        layers.append({"w": w, "b": b})
-    return layers
-
-
-def siren_apply(layers: list[dict], x: jax.Array, omega: float) -> jax.Array:
-    """sin(omega (x W + b)) for every layer but the last, which is linear."""
-    for layer in layers[:-1]:
-        x = jnp.sin(omega * (x @ layer["w"] + layer["b"]))
-    return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
 def visual_field(params: dict, spec: ModelSpec, graph: Graph, frames: jax.Array) -> jax.Array:
