@@ -65,7 +65,7 @@ def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: 
            "V_rest_R2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
            "V_rest_R2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]}
     out.update({k: v for k, v in network_scores(params, spec, data, gt)[0].items() if k in out})
-    if spec.field == "visual":
+    if spec.learns_field:
         out["field_R2"] = field_scores(params, spec, graph, data)["field_R2"]
     return out
 
@@ -118,7 +118,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
         feats = MT.cluster_features(params["a"], rec["tau"], rec["V_rest"], rec["W"], src, dst, spec.n_nodes)
         rec["cluster_label"] = MT.cluster_labels(feats, cluster_components)
         out["cluster_accuracy"] = MT.matched_accuracy(conn.node_type, rec["cluster_label"])
-    if spec.field == "visual":
+    if spec.learns_field:
         out.update(field_scores(params, spec, graph, data))
     out.update(test_scores(params, spec, graph, data, dt, max_test_frames))
     out["effective_rank_90"], out["effective_rank_99"] = MT.effective_rank(data.train.voltage)

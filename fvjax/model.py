@@ -26,6 +26,7 @@ import numpy as np
 from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
 VARIANTS = ("flyvis_A", "flyvis_B", "dense")
+FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a learned SIREN field
 UPDATES = ("generic", "additive")
 
 
@@ -62,10 +63,17 @@ class ModelSpec:
             raise ValueError(f"dense variant needs n_edges = n_nodes^2 = {self.n_nodes**2}, got {self.n_edges}")
         if self.low_rank and self.variant != "dense":
             raise ValueError("a low-rank W (W_L W_R) needs the dense variant (signal_model_name: dense)")
+        if self.field not in FIELDS:
+            raise ValueError(f"field {self.field!r}: expected one of {tuple(FIELDS)}")
         if self.update not in UPDATES:
             raise ValueError(f"update {self.update!r}: expected one of {UPDATES}")
         if self.pairwise and not self.edge_embedding:
             raise ValueError("flyvis_B's g_phi sees both ends' embeddings; edge_embedding=False needs flyvis_A or dense")
+
+    @property
+    def learns_field(self) -> bool:
+        """The photoreceptor input is a learned SIREN of (x, y, t) (``field: visual``, seed 002)."""
+        return FIELDS[self.field]
 
     @property
     def pairwise(self) -> bool:
@@ -119,7 +127,7 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         params["W"] = jnp.zeros((spec.n_edges,), dtype)
     else:   # (x 1.0 is exact, so randn is unchanged)
         params["W"] = jax.random.normal(k_w, (spec.n_edges,), dtype) * sd
-    if spec.field == "visual":
+    if spec.learns_field:
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
     return params
@@ -199,22 +207,37 @@ def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array
     return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
 
+def _dense_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
+    h = edge_function(params, spec, v, params["a"])
+    if spec.low_rank:   # (h W_R^T) W_L^T minus the diagonal: O(N r), no N x N matrix
+        diag = jnp.sum(params["W_L"] * params["W_R"].T, axis=1)
+        return (h @ params["W_R"].T) @ params["W_L"].T - h * diag
+    n = spec.n_nodes
+    return h @ weights(params, spec).reshape(n, n).T
+
+
+def _edge_sum(params: dict, spec: ModelSpec, graph: Graph, h: jax.Array) -> jax.Array:
+    return jax.ops.segment_sum((params["W"][:, None] * h.T), graph.dst, num_segments=spec.n_nodes).T
+
+
+def _node_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
+    """flyvis_A: g_phi per source node, gathered onto the edges (B, E)."""
+    return _edge_sum(params, spec, graph, edge_function(params, spec, v, params["a"])[:, graph.src])
+
+
+def _pair_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
+    """flyvis_B: g_phi per edge on both ends."""
+    a = params["a"]
+    h = pair_edge_function(params, spec, v[:, graph.dst], v[:, graph.src], a[graph.dst], a[graph.src])
+    return _edge_sum(params, spec, graph, h)
+
+
+MESSAGES = {"flyvis_A": _node_messages, "flyvis_B": _pair_messages, "dense": _dense_messages}
+
+
 def messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
     """msg (B, N) for voltages v (B, N)."""
-    a = params["a"]
-    if spec.variant == "dense":
-        n = spec.n_nodes
-        h = edge_function(params, spec, v, a)
-        if spec.low_rank:   # (h W_R^T) W_L^T minus the diagonal: O(N r), no N x N matrix
-            diag = jnp.sum(params["W_L"] * params["W_R"].T, axis=1)
-            return (h @ params["W_R"].T) @ params["W_L"].T - h * diag
-        return h @ weights(params, spec).reshape(n, n).T
-    if not spec.pairwise:
-        h = edge_function(params, spec, v, a)[:, graph.src]          # per node, gathered: (B, E)
-    else:
-        h = pair_edge_function(params, spec, v[:, graph.dst], v[:, graph.src], a[graph.dst], a[graph.src])
-    summed = jax.ops.segment_sum((params["W"][:, None] * h.T), graph.dst, num_segments=spec.n_nodes)
-    return summed.T
+    return MESSAGES[spec.variant](params, spec, graph, v)
 
 
 def node_stimulus(graph: Graph, stim_inputs: jax.Array, n_nodes: int) -> jax.Array:

@@ -146,7 +146,7 @@ class SeqBatch(NamedTuple):
 def stimulus(params, spec, graph, recorded, frame):
     """The recorded input, or the learned visual field at the same frames (``field: visual``).
     ``recorded``: (B, n_in) or (B, S, n_in); ``frame``: (B,) first frame."""
-    if spec.field != "visual":
+    if not spec.learns_field:
         return recorded
     if frame is None:
         raise ValueError("the visual field needs the batch's frame indices (Batch.frame)")
