@@ -95,8 +95,11 @@ VISUAL = ["--set", "graph_model.field_type=visual", "--set", "graph_model.hidden
           "--set", "graph_model.n_layers_nnr_f=1", "--set", "graph_model.nnr_f_T_period=200"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--recurrent", "--time-step", "2", "--lr-update", "2e-3", "--W-L2", "1e-6"],
-                                   VISUAL])
+# the recurrent and visual-field variants run end to end only with -m slow (their paths are covered
+# by test_fit_recurrent_two_phase_and_eval_hook and tests/test_siren.py in the default suite)
+@pytest.mark.parametrize("extra", [[], pytest.param(["--recurrent", "--time-step", "2", "--lr-update", "2e-3",
+                                                      "--W-L2", "1e-6"], marks=pytest.mark.slow),
+                                   pytest.param(VISUAL, marks=pytest.mark.slow)])
 def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     from experiments import vrest
 
