@@ -306,7 +306,7 @@ INERT_KEYS = {
                    "blank_freq", "simulation_initial_state", "noise_visual_input",
                    "only_noise_visual_input", "calcium_type", "save_calcium", "dimension"},
     "graph_model": {"prediction"},
-    "training": {"n_runs", "device", "batch_ratio", "small_init_batch_size", "sparsity",
+    "training": {"n_runs", "device", "batch_ratio", "small_init_batch_size",
                  "coeff_V_rest", "V_rest_warmup_fraction", "V_rest_rampup_iters", "V_rest_eval_every",
                  "use_gt_edges", "f_theta_linearity_warmup_fraction", "f_theta_linearity_rampup_iters",
                  "f_theta_centering_warmup_fraction", "f_theta_centering_rampup_iters",

@@ -197,3 +197,10 @@ def test_identifiability_fits_recover_W_from_noise_free_data():
     # wrong functions do not fit: a linear g instead of tanh
     bent = net._replace(s=net.s * 0)          # f without its tanh term
     assert true_functions_r2(U, Y, bent, ridge=1e-9) < 0.999
+
+
+def test_embedding_snapping_is_refused_not_ignored():
+    """The reference's sparsity step is not implemented: asking for it must fail, not run without it."""
+    with pytest.raises(ConfigError, match="sparsity"):
+        load_config(None, {"training.sparsity": "replace_embedding_function"})
+    assert load_config(None, {"training.sparsity": "none"}).training is not None
