@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +101,89 @@ def step_config(cfg: Config, epoch: int) -> StepConfig:
                       tr.coeff_f_theta_additive > 0)
 
 
+def _restore(run_dir: Path, resume: bool, state, n_iter: int) -> tuple:
+    """(state, epoch, iteration, wall seconds) to start from: the latest checkpoint when resuming
+    (its logs are cut back to it), else the fresh state at 0."""
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is None:
+        return state, 0, 0, 0.0
+    state, meta = restore_checkpoint(ckpt, state)
+    epoch, it = meta["epoch"], meta["iteration"]
+    _truncate_log(run_dir / "loss.csv", epoch, it)
+    _truncate_checks(run_dir / "metrics_during.csv", epoch * n_iter + it)
+    return state, epoch, it, meta["wall_time_s"]
+
+
+@dataclass
+class _Loop:
+    """What every block of one fit shares (built once in :func:`fit`)."""
+
+    cfg: Config
+    data: Dataset
+    graph: M.Graph
+    run_dir: Path
+    spec: M.ModelSpec
+    optimizer: Any
+    n_iter: int
+    cadence: EvalCadence
+    log: "TrainingLog"
+    on_eval: Callable | None
+    checkpoint_every_s: float
+    t0: float
+    last_ckpt: float = field(default_factory=time.time)
+
+    def block_size(self, it: int) -> int:
+        """Steps until the next grid point (epoch end, check, W refit), at most ``steps_per_call``."""
+        tr = self.cfg.training
+        grids = [self.cadence.every] + ([tr.W_refit_every] if tr.W_refit_every else [])
+        return min(tr.steps_per_call, self.n_iter - it, *(g - it % g for g in grids))
+
+    def after_block(self, state, epoch: int, it: int):
+        """W refit, recovery check and time-based checkpoint due after iteration ``it``."""
+        tr, step = self.cfg.training, epoch * self.n_iter + it
+        if tr.W_refit_every and it % tr.W_refit_every == 0:
+            state = state._replace(params=refit_W(state.params, self.spec, self.graph, self.data,
+                                                  tr.W_refit_frames, tr.W_refit_ridge))
+        if self.cadence.due(it):
+            tick = time.time()
+            self.log.metrics(self.on_eval(state.params, step), step)
+            self.cadence.record(time.time() - tick)
+        if time.time() - self.last_ckpt > self.checkpoint_every_s:
+            self.log.flush()
+            save_checkpoint(self.run_dir, state, epoch, it, time.time() - self.t0, step=step)
+            self.last_ckpt = time.time()
+        return state
+
+
+def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
+    """Train one epoch from iteration ``start``; returns the state at its end."""
+    from tqdm.auto import tqdm
+
+    cfg, data, n_iter = loop.cfg, loop.data, loop.n_iter
+    recurrent, time_step = _epoch_mode(cfg, epoch)
+    _, scanned = make_steps(loop.spec, loop.optimizer, step_config(cfg, epoch))
+    coeffs = coefficients(cfg.training, epoch)
+    idx = frame_indices(cfg, len(data.train), epoch, n_iter, time_step)
+    xnorm = jnp.asarray(data.xnorm, jnp.float32)
+    base_key = jax.random.PRNGKey(cfg.training.seed + 1)
+    it = start
+    bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{cfg.training.n_epochs}", disable=not progress)
+    while it < n_iter:
+        k = loop.block_size(it)
+        batches = gather_block(data, idx[it:it + k], time_step, recurrent)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
+        state, terms = scanned(state, batches, keys, loop.graph, xnorm, coeffs)
+        terms = {name: np.asarray(v) for name, v in terms.items()}
+        it += k
+        row = loop.log.losses(epoch, it, epoch * n_iter + it, round(time.time() - loop.t0, 2), terms)
+        bar.update(k)
+        bar.set_postfix(_postfix(row["data"] / data.train.voltage.shape[1], loop.cadence), refresh=False)
+        _check_finite(terms, state.params, epoch, it, loop.run_dir, loop.log)
+        state = loop.after_block(state, epoch, it)
+    bar.close()
+    return state
+
+
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,
         progress: bool = True, on_eval: Callable[[dict, int], dict] | None = None,
         checkpoint_every_s: float = 600.0) -> FitResult:
@@ -111,69 +194,28 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     :mod:`fvjax.train.cadence`); its results go to ``metrics_during.csv``. With ``resume`` an existing
     checkpoint in ``run_dir/checkpoints`` is continued exactly (same frames, same keys).
     """
-    from tqdm.auto import tqdm
-
     from ..device import configure_jax
 
     configure_jax()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
-    n_frames = len(data.train)
     spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
     optimizer = make_optimizer(tr)
-    state = init_state(M.init(jax.random.PRNGKey(tr.seed), spec), optimizer)
-    start_epoch, start_iter, elapsed = 0, 0, 0.0
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        state, meta = restore_checkpoint(ckpt, state)
-        start_epoch, start_iter, elapsed = meta["epoch"], meta["iteration"], meta["wall_time_s"]
-    n_iter = n_iterations(cfg, n_frames)
-    if ckpt is not None:
-        _truncate_log(run_dir / "loss.csv", start_epoch, start_iter)
-        _truncate_checks(run_dir / "metrics_during.csv", start_epoch * n_iter + start_iter)
-    xnorm = jnp.asarray(data.xnorm, jnp.float32)
-    base_key = jax.random.PRNGKey(tr.seed + 1)
+    n_iter = n_iterations(cfg, len(data.train))
+    state, start_epoch, start_iter, elapsed = _restore(
+        run_dir, resume, init_state(M.init(jax.random.PRNGKey(tr.seed), spec), optimizer), n_iter)
     cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
-    t0, last_ckpt = time.time() - elapsed, time.time()
-    log = TrainingLog(run_dir, tensorboard=tr.tensorboard)
+    loop = _Loop(cfg, data, graph, run_dir, spec, optimizer, n_iter, cadence,
+                 TrainingLog(run_dir, tensorboard=tr.tensorboard), on_eval, checkpoint_every_s, time.time() - elapsed)
     try:
         for epoch in range(start_epoch, tr.n_epochs):
-            recurrent, time_step = _epoch_mode(cfg, epoch)
-            _, scanned = make_steps(spec, optimizer, step_config(cfg, epoch))
-            coeffs = coefficients(tr, epoch)
-            idx = frame_indices(cfg, n_frames, epoch, n_iter, time_step)
-            it = start_iter if epoch == start_epoch else 0
-            bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{tr.n_epochs}", disable=not progress)
-            while it < n_iter:
-                k = min(tr.steps_per_call, n_iter - it, cadence.every - it % cadence.every,
-                        *((tr.W_refit_every - it % tr.W_refit_every,) if tr.W_refit_every else ()))
-                batches = gather_block(data, idx[it:it + k], time_step, recurrent)
-                keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
-                state, terms = scanned(state, batches, keys, graph, xnorm, coeffs)
-                terms = {name: np.asarray(v) for name, v in terms.items()}
-                it += k
-                row = log.losses(epoch, it, epoch * n_iter + it, round(time.time() - t0, 2), terms)
-                bar.update(k)
-                bar.set_postfix(_postfix(row["data"] / data.train.voltage.shape[1], cadence), refresh=False)
-                _check_finite(terms, state.params, epoch, it, run_dir, log)
-                if tr.W_refit_every and it % tr.W_refit_every == 0:
-                    state = state._replace(params=refit_W(state.params, spec, graph, data, tr.W_refit_frames,
-                                                          tr.W_refit_ridge))
-                if cadence.due(it):
-                    tick = time.time()
-                    log.metrics(on_eval(state.params, epoch * n_iter + it), epoch * n_iter + it)
-                    cadence.record(time.time() - tick)
-                if time.time() - last_ckpt > checkpoint_every_s:
-                    log.flush()
-                    save_checkpoint(run_dir, state, epoch, it, time.time() - t0, step=epoch * n_iter + it)
-                    last_ckpt = time.time()
-            bar.close()
-            log.flush()
-            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - t0, step=(epoch + 1) * n_iter)
+            state = _epoch(loop, state, epoch, start_iter if epoch == start_epoch else 0, progress)
+            loop.log.flush()
+            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - loop.t0, step=(epoch + 1) * n_iter)
     finally:
-        log.close()
-    return FitResult(state.params, spec, log.history, time.time() - t0, tr.n_epochs * n_iter)
+        loop.log.close()
+    return FitResult(state.params, spec, loop.log.history, time.time() - loop.t0, tr.n_epochs * n_iter)
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:
