@@ -86,14 +86,3 @@ def pde_n2_scores(params, spec: M.ModelSpec, net, mu, sigma) -> tuple[dict, dict
     arrays = {"c_hat": c_hat, "s_hat": s_hat, "g_hat": g_hat, "g_phi_tanh_gain": k, "tau": tau_hat,
               "W": W_star.reshape(-1)}
     return out, arrays
-
-
-def per_type_table(net, arrays: dict) -> list[dict]:
-    """Median recovered (c, s, g) per type next to the true values."""
-    rows = []
-    for t in range(net.n_types):
-        m = net.node_type == t
-        rows.append({"type": t, "c": float(np.median(net.c[m])), "c_hat": float(np.median(arrays["c_hat"][m])),
-                     "s": float(np.median(net.s[m])), "s_hat": float(np.median(arrays["s_hat"][m])),
-                     "g": float(np.median(net.g[m])), "g_hat": float(np.nanmedian(arrays["g_hat"][m]))})
-    return rows

@@ -18,6 +18,8 @@ import numpy as np
 
 PER_TYPE_COLUMNS = ("type", "n_neurons", "tau_true", "tau_learned", "V_rest_true", "V_rest_learned",
                     "W_R2", "cluster", "cluster_share")
+# per-neuron parameter of a ground truth -> its recovered array (fvjax.pde_n2_recovery); medians per type
+PARAMETER_COLUMNS = {"c": "c_hat", "s": "s_hat", "g": "g_hat"}
 
 
 @dataclass
@@ -120,7 +122,12 @@ def per_type_table(rec: dict, nodes, gt):
         rows.append((name, int(mine.sum()), float(np.median(gt.tau[mine])), float(np.median(rec["tau"][mine])),
                      float(np.median(gt.V_rest[mine])), float(np.median(rec["V_rest"][mine])),
                      float(w_r2[t]), int(values[counts.argmax()]), float(counts.max() / counts.sum())))
-    return pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
+    for name, learned in PARAMETER_COLUMNS.items():   # ground truths with more per-neuron parameters (PDE_N2)
+        if learned in rec and hasattr(gt, name):
+            table[f"{name}_true"] = [float(np.median(np.asarray(getattr(gt, name))[types == t])) for t in range(len(names))]
+            table[f"{name}_learned"] = [float(np.nanmedian(np.asarray(rec[learned])[types == t])) for t in range(len(names))]
+    return table
 
 
 def _csv(path: Path):

@@ -128,8 +128,10 @@ def test_pde_n2_scores_recover_an_exact_model(monkeypatch):
         assert out[key] == pytest.approx(1.0, abs=1e-9), key
     assert out["g_rel_error"] == pytest.approx(0.0, abs=1e-6)   # W is stored in float32
     np.testing.assert_allclose(arrays["g_phi_tanh_gain"], k, rtol=1e-9)
-    rows = P.per_type_table(net, arrays)
-    assert [r["c_hat"] for r in rows] == pytest.approx([1, 1, 2, 2]) and rows[3]["g_hat"] == pytest.approx(13.0)
+    from fvjax.runs import per_type_table
+    table = per_type_table({**arrays, "V_rest": np.zeros(n)}, net, net)    # what `fvjax show` prints
+    assert list(table["c_learned"]) == pytest.approx([1, 1, 2, 2]) and table["g_learned"][3] == pytest.approx(13.0)
+    assert list(table["s_true"]) == pytest.approx([1, 2, 1, 2])
 
     # a wrong W and a wrong f lower the scores (hand-checkable direction)
     noisy = W_learned + np.random.default_rng(1).standard_normal(n * n) * np.std(W_learned)
