@@ -23,11 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .config import UPDATE_TYPES
 from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
 VARIANTS = ("flyvis_A", "flyvis_B", "dense")
 FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a learned SIREN field
-UPDATES = ("generic", "additive")
+# update rule -> f_theta's inputs besides the embedding (one table with the config's update_type)
+UPDATE_INPUTS = dict(UPDATE_TYPES.values())
+UPDATES = tuple(UPDATE_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,7 @@ def _additive_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Arra
     return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + msg + stim
 
 
-# f_theta's inputs besides the embedding, and the update rule, per ModelSpec.update
-UPDATE_INPUTS = {"generic": 3, "additive": 1}
+# the update rule per ModelSpec.update
 UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update}
 
 

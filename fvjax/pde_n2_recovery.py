@@ -23,21 +23,17 @@ from .metrics import r2_affine
 
 
 def data_grid(mu, sigma, n_points: int = 200) -> np.ndarray:
-    """(N, P): every neuron gets the same grid over [min_i(mu_i - 2 sigma_i), max_i(mu_i + 2 sigma_i)].
+    """(P,) one grid for every neuron over [min_i(mu_i - 2 sigma_i), max_i(mu_i + 2 sigma_i)].
     A neuron's own range can lie where tanh is flat (mu_i = 6, sigma_i = 3), which leaves tanh(u)
     collinear with a constant there; the pooled range spans tanh's bend for every neuron."""
     mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-    grid = np.linspace(np.min(mu - 2 * sigma), np.max(mu + 2 * sigma), n_points)
-    return np.broadcast_to(grid, (mu.shape[0], n_points))
+    return np.linspace(np.min(mu - 2 * sigma), np.max(mu + 2 * sigma), n_points)
 
 
 def basis_fit(u: np.ndarray, f: np.ndarray, columns) -> np.ndarray:
-    """Per-row least squares of f (N, P) on the basis columns(u) -> (N, n_basis) coefficients."""
-    out = []
-    for ui, fi in zip(u, f):
-        A = np.stack([col(ui) for col in columns], -1)
-        out.append(np.linalg.lstsq(A, fi, rcond=None)[0])
-    return np.asarray(out)
+    """Least squares of every row of f (N, P) on the basis columns(u), u (P,) -> (N, n_basis)."""
+    A = np.stack([col(u) for col in columns], -1)
+    return np.linalg.lstsq(A, np.asarray(f).T, rcond=None)[0].T
 
 
 TANH_BASIS = (np.tanh, np.ones_like)                     # h ~ k tanh(u) + b
@@ -45,9 +41,9 @@ UPDATE_BASIS = (lambda u: u, np.tanh, np.ones_like)      # f ~ alpha u + beta ta
 
 
 def learned_functions(params, spec: M.ModelSpec, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """g_phi (per source j) and the update at msg = 0, e = 0 (per neuron i) on the grid u (N, P)."""
+    """g_phi (per source j) and the update at msg = 0, e = 0 (per neuron i) on the grid u (P,): (N, P) each."""
     a = params["a"][:, None, :]
-    r = jnp.asarray(u, jnp.float32)
+    r = jnp.broadcast_to(jnp.asarray(u, jnp.float32), (spec.n_nodes, len(u)))
     zero = jnp.zeros_like(r)
     h = M.edge_function(params, spec, r, a)
     f = M.update_function(params, spec, r, a, zero, zero)

@@ -118,8 +118,9 @@ def test_pde_n2_scores_recover_an_exact_model(monkeypatch):
     spec = M.ModelSpec(n_nodes=n, n_edges=n * n, variant="dense", edge_embedding=False, update="additive")
     W_learned = (net.g[:, None] * net.matrix / k).reshape(-1)      # W* = W k = g W exactly
 
-    def exact(params, spec, u):   # g_phi = k tanh(u) + 0.3; f = -c u + s tanh(u) + 0.1
-        return k * np.tanh(u) + 0.3, -net.c[:, None] * u + net.s[:, None] * np.tanh(u) + 0.1
+    def exact(params, spec, u):   # g_phi = k tanh(u) + 0.3; f = -c u + s tanh(u) + 0.1, on the grid u (P,)
+        return (np.broadcast_to(k * np.tanh(u) + 0.3, (n, u.size)),
+                -net.c[:, None] * u + net.s[:, None] * np.tanh(u) + 0.1)
 
     monkeypatch.setattr(P, "learned_functions", exact)
     mu, sd = np.linspace(-3, 6, n), np.full(n, 3.0)      # some neurons sit where tanh is flat
@@ -135,14 +136,15 @@ def test_pde_n2_scores_recover_an_exact_model(monkeypatch):
 
     # a wrong W and a wrong f lower the scores (hand-checkable direction)
     noisy = W_learned + np.random.default_rng(1).standard_normal(n * n) * np.std(W_learned)
-    monkeypatch.setattr(P, "learned_functions", lambda p, s_, u: (k * np.tanh(u), -u + np.tanh(u)))
+    monkeypatch.setattr(P, "learned_functions",
+                        lambda p, s_, u: tuple(np.broadcast_to(x, (n, u.size)) for x in (k * np.tanh(u), -u + np.tanh(u))))
     bad, _ = P.pde_n2_scores({"W": jnp.asarray(noisy)}, spec, net, mu, sd)
     assert bad["connectivity_R2"] < 0.7 and np.isnan(bad["c_R2"]) and bad["g_rel_error"] > 0.1
 
 
 def test_basis_fit_and_row_gains_hand_values():
-    u = np.tile(np.linspace(-4, 4, 50), (2, 1))
-    f = np.stack([2 * u[0] - 3 * np.tanh(u[0]) + 1, -u[1] + 0.5])
+    u = np.linspace(-4, 4, 50)
+    f = np.stack([2 * u - 3 * np.tanh(u) + 1, -u + 0.5])
     np.testing.assert_allclose(P.basis_fit(u, f, P.UPDATE_BASIS), [[2, -3, 1], [-1, 0, 0.5]], atol=1e-10)
     W = np.array([[1.0, 2.0], [0.0, 0.0]])
     gains = P.row_gains(W, 3 * W)

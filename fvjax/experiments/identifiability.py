@@ -52,19 +52,16 @@ def free_update_r2(U, Y, net, rows: int) -> dict:
 def learned_functions_r2(run_dir: str, ridge: float = 1e-3) -> dict:
     from fvjax.pde_n2_recovery import pde_n2_scores
     from fvjax.runs import load_run
-    from fvjax.train.refit import _features, least_squares_W
+    from fvjax.train.refit import refit_W
     run = load_run(run_dir)
     params, spec = run.params()
     data, net = run.dataset, run.ground_truth
-    frames = np.arange(len(data.train))
-    H, F = _features(params, spec, run.graph, np.asarray(data.train.voltage[frames]),
-                     np.asarray(data.train.stimulus[frames]))
-    W = least_squares_W(H, np.asarray(data.train.target[frames], np.float64) - F, ridge)
     scores, arrays = pde_n2_scores(params, spec, net, data.train.node_mean, data.train.node_std)
+    refit = refit_W(params, spec, run.graph, data, len(data.train), ridge)     # every training frame
+    W_star = np.asarray(refit["W"], np.float64).reshape(spec.n_nodes, -1) * arrays["g_phi_tanh_gain"][None, :]
     off = ~np.eye(spec.n_nodes, dtype=bool)
-    W_star = W * arrays["g_phi_tanh_gain"][None, :]
-    return {"trained_W_R2": scores["connectivity_R2"], "least_squares_W_R2": r2_affine(effective_truth(net)[off],
-                                                                                       W_star[off])[0]}
+    return {"trained_W_R2": scores["connectivity_R2"],
+            "least_squares_W_R2": r2_affine(effective_truth(net)[off], W_star[off])[0]}
 
 
 def main(argv=None) -> int:
