@@ -126,3 +126,53 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
                          for t in range(n_types)},
         }
     return out
+
+
+# ----------------------------------------------------------------------------- V_rest (docs/drift.md §3)
+
+
+def rest_identifiability(voltage, src, dst, n: int) -> np.ndarray:
+    """Per neuron i, how well a constant input can be told apart from its regressors: the mean
+    squared residual of the constant 1 regressed (no intercept) on [v_i, ReLU(v_j) for every
+    presynaptic j] over the frames of ``voltage`` (T, N). 1 means the constant is orthogonal to all
+    of them; near 0 means some combination of inputs is almost constant over the data, so a weight
+    error on it shifts V_rest_i/tau_i without changing the fit."""
+    V = np.asarray(voltage, np.float64)
+    R = np.maximum(V, 0.0)
+    src, dst = np.asarray(src), np.asarray(dst)
+    order = np.argsort(dst, kind="stable")
+    bounds = np.searchsorted(dst[order], np.arange(n + 1))
+    ones = np.ones(V.shape[0])
+    out = np.empty(n)
+    for i in range(n):
+        X = np.column_stack([V[:, i], R[:, np.unique(src[order[bounds[i]:bounds[i + 1]]])]])
+        beta = np.linalg.lstsq(X, ones, rcond=None)[0]
+        out[i] = np.mean((ones - X @ beta) ** 2)
+    return out
+
+
+def rest_shift_from_weights(W_true, W_learned, src, dst, mean_rate, n: int) -> np.ndarray:
+    """The V_rest error per neuron that weight errors imply when they act as a constant input:
+    -sum_j (W_learned - W_true)_ij <ReLU(v_j)> (``mean_rate``: per-neuron mean of ReLU(v) over the
+    data). An error on an edge from an almost constant source is indistinguishable from a shift of
+    the target's V_rest, so the recovered V_rest absorbs it with the opposite sign."""
+    dW = np.asarray(W_learned, np.float64) - np.asarray(W_true, np.float64)
+    return -np.bincount(np.asarray(dst), dW * np.asarray(mean_rate, np.float64)[np.asarray(src)], minlength=n)
+
+
+def vrest_table(rec: dict, V_rest_true, W_true, mean_rate, src, dst, node_type, type_names) -> dict:
+    """Per cell type (medians over its neurons): the V_rest error of the reference's probe
+    (``rec['V_rest']``) and of the on-data estimate (``rec['V_rest_data']``), and the shift that the
+    corrected weights' errors imply (:func:`rest_shift_from_weights`, with ``W_data`` where present),
+    plus the per-neuron Pearson r between that shift and the on-data error."""
+    n = len(node_type)
+    node_type = np.asarray(node_type)
+    shift = rest_shift_from_weights(W_true, rec.get("W_data", rec["W"]), src, dst, mean_rate, n)
+    err_probe = np.asarray(rec["V_rest"], np.float64) - V_rest_true
+    err_data = np.asarray(rec.get("V_rest_data", rec["V_rest"]), np.float64) - V_rest_true
+    per_type = {name: {"error_probe": float(np.median(err_probe[node_type == t])),
+                       "error_data": float(np.median(err_data[node_type == t])),
+                       "shift_from_W": float(np.median(shift[node_type == t]))}
+                for t, name in enumerate(type_names)}
+    return {"per_type": per_type, "r_shift_error_data": _pearson(shift, err_data),
+            "r_shift_error_probe": _pearson(shift, err_probe)}

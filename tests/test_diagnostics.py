@@ -77,3 +77,97 @@ def test_understand_end_to_end(tmp_path, shared_data):
     table = (tmp_path / "comparison.md").read_text()
     assert "W_sum_corr_in" in table and "prior1" in table
     assert "recovery mechanism:" in (tmp_path / "prior1" / "analysis.log").read_text()
+
+
+def test_rest_identifiability_by_hand():
+    """A constant regressor explains the constant exactly (residual 0); a regressor 1 + eps s with s
+    = +-1 of mean 0 leaves eps^2 / (1 + eps^2)."""
+    T, eps = 400, 0.1
+    alt = np.where(np.arange(T) % 2 == 0, 1.0, -1.0)
+    V = np.zeros((T, 4))
+    V[:, 0] = alt                        # target 0: its own voltage is zero-mean
+    V[:, 1] = 2.0                        # constant source of 0
+    V[:, 2] = -3.0 + 0 * alt             # target 2: own voltage -3 (constant: explains 1 alone)
+    V[:, 3] = 1.0 + eps * np.roll(alt, 1)   # source of target 0 too, fluctuating
+    src, dst = np.array([1, 3]), np.array([0, 0])
+    r = D.rest_identifiability(V, src, dst, 4)
+    assert r[0] == pytest.approx(0.0, abs=1e-20)     # 1 = 0.5 * ReLU(v_1)
+    assert r[2] == pytest.approx(0.0, abs=1e-20)     # 1 = -v_2 / 3
+    # neuron 3 has no input and v_3 = 1 + eps s (s = +-1, mean 0): residual eps^2 / (1 + eps^2)
+    assert r[3] == pytest.approx(eps**2 / (1 + eps**2), rel=1e-9)
+    # neuron 1: v_1 = 2 constant -> 0
+    assert r[1] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_rest_identifiability_matches_projection():
+    """Against 1 - 1'P1/T with the hat matrix P = X (X'X)^-1 X' built per neuron in float64."""
+    rng = np.random.default_rng(0)
+    T, n = 60, 6
+    V = rng.normal(0.3, 1.0, (T, n))
+    src, dst = np.array([1, 2, 3, 0, 5, 4, 2]), np.array([0, 0, 0, 1, 1, 2, 2])
+    got = D.rest_identifiability(V, src, dst, n)
+    for i in range(n):
+        J = sorted(set(src[dst == i]))
+        X = np.column_stack([V[:, i]] + [np.maximum(V[:, j], 0) for j in J])
+        P = X @ np.linalg.inv(X.T @ X) @ X.T
+        assert got[i] == pytest.approx(1 - np.ones(T) @ P @ np.ones(T) / T, rel=1e-8)
+
+
+def test_rest_shift_from_weights_by_hand():
+    W_true = np.array([1.0, -2.0, 0.5])
+    W_learned = np.array([1.5, -2.0, 0.0])
+    src, dst = np.array([0, 1, 2]), np.array([2, 2, 0])
+    rate = np.array([2.0, 3.0, 4.0])
+    got = D.rest_shift_from_weights(W_true, W_learned, src, dst, rate, 3)
+    # neuron 2: -(0.5 * 2 + 0 * 3) = -1; neuron 0: -(-0.5 * 4) = 2; neuron 1: no input
+    np.testing.assert_allclose(got, [2.0, 0.0, -1.0])
+
+
+def test_vrest_table_reads_errors_and_shift():
+    W_true = np.array([1.0, -2.0, 0.5])
+    rec = {"V_rest": np.array([0.1, 0.2, -0.9]), "V_rest_data": np.array([2.0, 0.0, -1.0]),
+           "W": np.zeros(3), "W_data": np.array([1.5, -2.0, 0.0])}
+    table = D.vrest_table(rec, np.zeros(3), W_true, np.array([2.0, 3.0, 4.0]), np.array([0, 1, 2]),
+                          np.array([2, 2, 0]), np.array([0, 1, 2]), ["a", "b", "c"])
+    assert table["per_type"]["c"] == {"error_probe": pytest.approx(-0.9), "error_data": -1.0, "shift_from_W": -1.0}
+    assert table["per_type"]["a"]["shift_from_W"] == 2.0
+    assert table["r_shift_error_data"] == pytest.approx(1.0)
+
+
+def test_drift_command_on_a_tiny_run(two_runs, capsys):
+    """experiments.drift on a finished tiny run: the drift table and the V_rest section, whose
+    vrest.json agrees with a recomputation from recovered.npz and the run's own data."""
+    import json
+
+    from fvjax.experiments import drift
+    from fvjax.runs import load_run
+
+    run = two_runs[1]
+    assert drift.main([str(run), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "V_rest error per type" in out and (run / "drift.json").is_file()
+    table = json.loads((run / "vrest.json").read_text())
+    r = load_run(run)
+    rec, gt, nodes = r.recovered, r.ground_truth, r.nodes
+    mine = np.asarray(nodes.node_type) == list(nodes.type_names).index("Mi1")
+    assert table["per_type"]["Mi1"]["error_data"] == pytest.approx(float(np.median((rec["V_rest_data"] - gt.V_rest)[mine])))
+    assert len(table["per_type"]) == 65 and -1 <= table["r_shift_error_data"] <= 1
+
+
+def test_activity_stats_reports_rest_identifiability():
+    """experiments.stimulus_stats' summary on a 4-neuron toy: per-type medians of rest_identifiability."""
+    from types import SimpleNamespace
+
+    from fvjax.experiments.stimulus_stats import activity_stats
+
+    rng = np.random.default_rng(1)
+    V = rng.normal(0.5, 1.0, (300, 4))
+    V[:, 1] = 2.0                                  # a constant source
+    conn = SimpleNamespace(node_type=np.array([0, 0, 1, 1]), n_types=2, type_names=["A", "B"], n_nodes=4,
+                           edge_src=np.array([1, 2, 0]), edge_dst=np.array([0, 3, 2]))
+    stats = activity_stats(conn, SimpleNamespace(W=np.array([1.0, -1.0, 0.5])), V)
+    ident = D.rest_identifiability(V, conn.edge_src, conn.edge_dst, 4)
+    assert ident[0] < 1e-20 and ident[1] < 1e-20          # neuron 0 hears the constant; neuron 1 is it
+    assert stats["rest_identifiability"] == {"A": pytest.approx(0.0, abs=1e-20),
+                                             "B": pytest.approx(float(np.median(ident[2:])))}
+    assert stats["median_rest_identifiability"] == pytest.approx(float(np.median(ident[2:])) / 2)

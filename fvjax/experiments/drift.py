@@ -1,6 +1,8 @@
 """How the recovered connectivity changes over training: per target cell type, the gain of the
 corrected W* against the true W, the raw W's gain, the target factor msg_gain / -f_slope, and the
-share of the connectivity fit's squared error, at every in-training checkpoint of a run.
+share of the connectivity fit's squared error, at every in-training checkpoint of a run. Then, for
+the end of the run (RUN/recovered.npz), the V_rest error per type next to the shift that the weight
+errors imply through the sources' mean activity (docs/drift.md, section 3).
 
     python -m experiments.drift runs/vrest/default_seed7            # prints the table, writes drift.json
 
@@ -54,7 +56,27 @@ def main(argv=None) -> int:
                           for t in top)
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
+    if (run / "recovered.npz").is_file():
+        print_vrest(run, data, conn, gt, args.top)
     return 0
+
+
+def print_vrest(run: Path, data, conn, gt, top: int) -> None:
+    """The end-of-run V_rest errors and the shift explained by weight errors (writes vrest.json)."""
+    from fvjax.diagnostics import vrest_table
+
+    rec = dict(np.load(run / "recovered.npz"))
+    voltage = data.train.voltage
+    frames = np.linspace(0, voltage.shape[0] - 1, min(400, voltage.shape[0])).astype(int)
+    rate = np.maximum(np.asarray(voltage[frames], np.float64), 0).mean(0)
+    table = vrest_table(rec, gt.V_rest, gt.W, rate, conn.edge_src, conn.edge_dst, conn.node_type,
+                        list(conn.type_names))
+    (run / "vrest.json").write_text(json.dumps(table, indent=1))
+    rows = sorted(table["per_type"].items(), key=lambda kv: -abs(kv[1]["error_probe"]))[:top]
+    print("\nV_rest error per type (end of run): probe / on-data / shift implied by W errors")
+    for name, r in rows:
+        print(f"  {name:10s} {r['error_probe']:6.2f} / {r['error_data']:6.2f} / {r['shift_from_W']:6.2f}")
+    print(f"per-neuron r(shift, on-data error) = {table['r_shift_error_data']:.2f}; written {run / 'vrest.json'}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@
 Per stimulus: median over cell types of the per-type median temporal std of the voltage, the
 fraction of voltages below 0 (rectified by ReLU), the number of near-silent types (median std
 < 0.01), the effective rank (90 %/99 %, the reference's definition), and per type the range of the
-true summed input (message) relative to its std (how far msg = 0 lies from the data). Writes
-``stimulus_stats.json`` in --out.
+true summed input (message) relative to its std (how far msg = 0 lies from the data), and per type
+how well a constant input can be told apart from the neuron's regressors
+(``fvjax.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
+weights of almost constant sources, docs/drift.md). Writes ``stimulus_stats.json`` in --out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
+    from fvjax.diagnostics import rest_identifiability
     from fvjax.metrics import effective_rank
 
     std = voltage.std(0)
@@ -32,10 +35,15 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     zero_dist = np.abs(msg.mean(0)) / np.maximum(msg.std(0), 1e-9)
     per_type_zero = {conn.type_names[t]: float(np.median(zero_dist[conn.node_type == t])) for t in range(conn.n_types)}
     r90, r99 = effective_rank(voltage)
+    frames = np.linspace(0, len(voltage) - 1, min(400, len(voltage))).astype(int)
+    ident = rest_identifiability(voltage[frames], conn.edge_src, conn.edge_dst, conn.n_nodes)
+    per_type_ident = np.array([np.median(ident[conn.node_type == t]) for t in range(conn.n_types)])
     return {"median_type_std": float(np.median(per_type_std)), "fraction_below_0": float((voltage < 0).mean()),
             "silent_types": int((per_type_std < 0.01).sum()), "effective_rank_90": r90, "effective_rank_99": r99,
             "per_type_std": dict(zip(conn.type_names, map(float, per_type_std))),
-            "msg_zero_in_stds": per_type_zero}
+            "msg_zero_in_stds": per_type_zero,
+            "median_rest_identifiability": float(np.median(per_type_ident)),
+            "rest_identifiability": dict(zip(conn.type_names, map(float, per_type_ident)))}
 
 
 def main(argv=None) -> int:
@@ -77,7 +85,8 @@ def main(argv=None) -> int:
         print(f"{kind:8s} median type std {r['median_type_std']:.3f}  below 0 {r['fraction_below_0']:.1%}  "
               f"silent types {r['silent_types']}  eff. rank 90/99 {r['effective_rank_90']}/{r['effective_rank_99']}  "
               f"msg=0 at (Am, L1, L3) {r['msg_zero_in_stds']['Am']:.1f}/{r['msg_zero_in_stds']['L1']:.1f}/"
-              f"{r['msg_zero_in_stds']['L3']:.1f} std", flush=True)
+              f"{r['msg_zero_in_stds']['L3']:.1f} std  rest identifiability (median type) "
+              f"{r['median_rest_identifiability']:.1e}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "stimulus_stats.json").write_text(json.dumps(results, indent=1))
