@@ -146,6 +146,7 @@ def test_loss_gradient_finite_differences(recurrent):
                           jax.random.uniform(k[2], (2, conn.n_inputs), jnp.float64))
             loss = lambda p: one_step_loss(p, spec, graph, batch, 0.7, c)[0]  # noqa: E731
         grads = jax.grad(loss)(params)
+        loss = jax.jit(loss)   # 50 evaluations below: compiled once instead of dispatched op by op
         flat, unravel = jax.flatten_util.ravel_pytree(params)
         gflat, _ = jax.flatten_util.ravel_pytree(grads)
         # the embeddings are detached inside g_phi_diff/g_phi_norm (by design), so finite differences
