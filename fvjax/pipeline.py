@@ -214,7 +214,9 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     metrics.update({"model": kind.label(cfg),
                     "final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
-                    "total_time_min": round((time.time() - started) / 60, 2), "iterations": result.iterations,
+                    # this process's wall time plus the training time of the processes it resumed from
+                    "total_time_min": round((time.time() - started + result.resumed_wall_s) / 60, 2),
+                    "iterations": result.iterations,
                     "data_dir": str(Path(data.path).resolve()),
                     **(header or {})})
     write_metrics(run_dir, metrics, arrays)
@@ -249,7 +251,7 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
         if not (run_dir / name).exists():
             return []
         with open(run_dir / name) as fh:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+            return [{k: float(v) if v != "" else float("nan") for k, v in row.items()} for row in csv.DictReader(fh)]
 
     plots.loss_curves(rows("loss.csv"), rows("metrics_during.csv")).savefig(out / "loss.png", dpi=100)
     if hasattr(nodes, "type_names"):   # flyvis: the per-cell-type table and its figure

@@ -76,6 +76,9 @@ def test_fit_resume_is_exact(tmp_path, small_data, graph, monkeypatch):
     resumed = fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False)
     rows = (tmp_path / "cut" / "loss.csv").read_text().splitlines()[1:]
     assert [r.split(",")[1] for r in rows] == ["4", "6", "10", "12"]  # no duplicated rows after resume
+    # the resumed run's training time counts the first process's (read back from its checkpoint)
+    assert full.resumed_wall_s == 0.0 and resumed.resumed_wall_s > 0.0
+    assert resumed.wall_time_s > resumed.resumed_wall_s
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
 
@@ -133,3 +136,25 @@ def test_seed_ranges_and_summary():
     summary = vrest.summarize({1: {"connectivity_R2": 0.9, "tau_R2": 0.5}, 2: {"connectivity_R2": 0.7, "tau_R2": float("nan")}})
     assert summary["connectivity_R2"] == {"mean": pytest.approx(0.8), "std": pytest.approx(0.1), "n": 2}
     assert summary["tau_R2"]["mean"] == pytest.approx(0.5)  # NaN runs are left out of mean/std
+
+
+def test_training_log_widens_its_header_on_resume(tmp_path):
+    """A run resumed by a version that logs one more loss term: every value stays under its own
+    column (the old rows get an empty cell), in loss.csv and in metrics_during.csv."""
+    import csv
+
+    (tmp_path / "loss.csv").write_text("epoch,iteration,wall_s,data,g_phi\n0,20,1.5,3.0,4.0\n")
+    (tmp_path / "metrics_during.csv").write_text("iteration,connectivity_R2\n20,0.500000\n")
+    log = L.TrainingLog(tmp_path)
+    log.losses(0, 40, 40, 2.5, {"data": np.array([5.0]), "f_zero": np.array([7.0]), "g_phi": np.array([6.0])})
+    log.losses(0, 60, 60, 3.5, {"data": np.array([8.0]), "f_zero": np.array([9.0]), "g_phi": np.array([1.0])})
+    log.metrics({"connectivity_R2": 0.75, "tau_R2": 0.25}, 40)
+    log.close()
+    with open(tmp_path / "loss.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "iteration", "wall_s", "data", "g_phi", "f_zero"]
+    assert [(r["data"], r["g_phi"], r["f_zero"]) for r in rows] == [("3.0", "4.0", ""), ("5.0", "6.0", "7.0"),
+                                                                   ("8.0", "1.0", "9.0")]
+    assert (tmp_path / "metrics_during.csv").read_text().splitlines() == [
+        "iteration,connectivity_R2,tau_R2", "20,0.500000,", "40,0.750000,0.250000"]
+    assert not list(tmp_path.glob(".*tmp*"))

@@ -79,8 +79,9 @@ class FitResult:
     params: dict
     spec: M.ModelSpec
     history: list[dict] = field(default_factory=list)
-    wall_time_s: float = 0.0
+    wall_time_s: float = 0.0         # training wall time of this run, over every process that resumed it
     iterations: int = 0
+    resumed_wall_s: float = 0.0      # the part of wall_time_s spent by earlier processes (0 for a fresh run)
 
 
 def _epoch_mode(cfg: Config, epoch: int) -> tuple[bool, int]:
@@ -215,7 +216,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
             save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - loop.t0, step=(epoch + 1) * n_iter)
     finally:
         loop.log.close()
-    return FitResult(state.params, spec, loop.log.history, time.time() - loop.t0, tr.n_epochs * n_iter)
+    return FitResult(state.params, spec, loop.log.history, time.time() - loop.t0, tr.n_epochs * n_iter, elapsed)
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:
@@ -257,6 +258,29 @@ def _truncate_checks(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
+def widen_csv_header(path: Path, fields: list[str]) -> list[str]:
+    """The columns to append rows of ``fields`` to the CSV at ``path`` under: its own header when it
+    already has every field, else the union (old columns first), the file rewritten atomically with
+    the old rows' new columns left empty. A run resumed by a newer version that logs another loss
+    term then keeps every value under its own name instead of shifting columns."""
+    if not path.exists() or path.stat().st_size == 0:
+        return fields
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        old = list(reader.fieldnames or [])
+        if not set(fields) - set(old):
+            return old
+        rows = list(reader)
+    union = old + [k for k in fields if k not in old]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=union, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return union
+
+
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
     """Drop rows logged after the checkpoint we resume from (they will be recomputed)."""
     if not path.exists():
@@ -280,14 +304,16 @@ class TrainingLog:
         self.run_dir = run_dir
         self.history: list[dict] = []
         self._board = open_tensorboard(run_dir / "tensorboard") if tensorboard else None
-        self._file = open(run_dir / "loss.csv", "a", newline="")
+        self._file = None
         self._writer = None
 
     def losses(self, epoch: int, it: int, step: int, wall_s: float, terms: dict) -> dict:
         row = {"epoch": epoch, "iteration": it, "wall_s": wall_s,
                **{name: float(v.mean()) for name, v in terms.items()}}
         if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
+            fields = widen_csv_header(self.run_dir / "loss.csv", list(row))
+            self._file = open(self.run_dir / "loss.csv", "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, restval="")
             if self._file.tell() == 0:
                 self._writer.writeheader()
         self._writer.writerow(row)
@@ -299,11 +325,13 @@ class TrainingLog:
 
     def metrics(self, values: dict, iteration: int) -> None:
         path = self.run_dir / "metrics_during.csv"
+        fields = widen_csv_header(path, ["iteration", *values])
         new = not path.exists()
-        with open(path, "a") as f:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, restval="")
             if new:
-                f.write("iteration," + ",".join(values) + "\n")
-            f.write(f"{iteration}," + ",".join(f"{v:.6f}" for v in values.values()) + "\n")
+                w.writeheader()
+            w.writerow({"iteration": iteration, **{k: f"{v:.6f}" for k, v in values.items()}})
         tmp = self.run_dir / f".last_eval.tmp-{os.getpid()}"
         tmp.write_text(json.dumps({"iteration": iteration, **values}))
         os.replace(tmp, self.run_dir / "last_eval.json")
@@ -312,11 +340,13 @@ class TrainingLog:
                 self._board.add_scalar(f"recovery/{name}", float(v), iteration)
 
     def flush(self) -> None:
-        self._file.flush()
+        if self._file is not None:
+            self._file.flush()
         if self._board is not None:
             self._board.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._board is not None:
             self._board.close()
