@@ -46,11 +46,11 @@ def test_cache_location_and_old_run_folders(tmp_path):
     assert dataset_dir(cfg, old) == old / "data"
 
 
-def test_two_runs_share_one_dataset(tmp_path, shared_data):
+def test_two_runs_share_one_dataset(tmp_path):
     from fvjax.experiments.vrest import main
 
     common = ["--seed", "2", "--n-frames", "120", "--n-iter", "4", "--quiet", "--out", str(tmp_path / "runs"),
-              "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}",
+              "--set", "simulation.ground_truth=flyvis_initial", "--set", "simulation.extent=2",
               "--set", "simulation.n_test_frames=20", "--set", "training.steps_per_call=4"]
     assert main(common) == 0
     assert main(common + ["--preset", "paper", "--n-iter", "4", "--n-frames", "120"]) == 0

@@ -98,21 +98,7 @@ VISUAL = ["--set", "graph_model.field_type=visual", "--set", "graph_model.hidden
           "--set", "graph_model.n_layers_nnr_f=1", "--set", "graph_model.nnr_f_T_period=200"]
 
 
-# the recurrent and visual-field variants run end to end only with -m slow (their paths are covered
-# by test_fit_recurrent_two_phase_and_eval_hook and tests/test_siren.py in the default suite)
-@pytest.mark.parametrize("extra", [[], pytest.param(["--recurrent", "--time-step", "2", "--lr-update", "2e-3",
-                                                      "--W-L2", "1e-6"], marks=pytest.mark.slow),
-                                   pytest.param(VISUAL, marks=pytest.mark.slow)])
-def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
-    from experiments import vrest
-
-    out = tmp_path / "runs"
-    rc = vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
-                     "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}",
-                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
-                     "--set", "simulation.n_test_frames=40", *extra])
-    assert rc == 0
-    run = out / "default_seed3"
+def _check_vrest_run(run, extra):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson"):
         assert key in metrics
@@ -127,6 +113,28 @@ def test_vrest_cli_end_to_end(tmp_path, extra, monkeypatch, shared_data):
     assert metrics["mechanism"] in ("direct", "partial", "compensation")
     if extra == VISUAL:
         assert "field_R2" in (run / "metrics_during.csv").read_text().splitlines()[0]
+
+
+def test_vrest_cli_end_to_end(two_runs):
+    """The default variant: seed 3 of the shared tiny runs (conftest.two_runs, the same CLI)."""
+    _check_vrest_run(two_runs[0], [])
+
+
+# the recurrent and visual-field variants run end to end only with -m slow (their paths are covered
+# by test_fit_recurrent_two_phase_and_eval_hook and tests/test_siren.py in the default suite)
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [["--recurrent", "--time-step", "2", "--lr-update", "2e-3", "--W-L2", "1e-6"],
+                                   VISUAL])
+def test_vrest_cli_variants_end_to_end(tmp_path, extra, shared_data):
+    from experiments import vrest
+
+    out = tmp_path / "runs"
+    rc = vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
+                     "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}",
+                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
+                     "--set", "simulation.n_test_frames=40", *extra])
+    assert rc == 0
+    _check_vrest_run(out / "default_seed3", extra)
 
 
 def test_seed_ranges_and_summary():
