@@ -151,28 +151,37 @@ def rest_identifiability(voltage, src, dst, n: int) -> np.ndarray:
     return out
 
 
-def rest_shift_from_weights(W_true, W_learned, src, dst, mean_rate, n: int) -> np.ndarray:
-    """The V_rest error per neuron that weight errors imply when they act as a constant input:
-    -sum_j (W_learned - W_true)_ij <ReLU(v_j)> (``mean_rate``: per-neuron mean of ReLU(v) over the
-    data). An error on an edge from an almost constant source is indistinguishable from a shift of
-    the target's V_rest, so the recovered V_rest absorbs it with the opposite sign."""
-    dW = np.asarray(W_learned, np.float64) - np.asarray(W_true, np.float64)
-    return -np.bincount(np.asarray(dst), dW * np.asarray(mean_rate, np.float64)[np.asarray(src)], minlength=n)
+def message_offset_parts(gain, g_mean, g_slope, rate, W_raw, W_true, src, dst, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The time-mean of the learned message in voltage units minus the true one, per neuron, split
+    exactly into (weight part, shape part):
+
+        gain_i sum_j W_ij g_j - sum_j W*_ij <ReLU(v_j)>  (shape: g_phi's mean g_j against a ReLU of its slope r_j)
+        sum_j (W*_ij - W_true,ij) <ReLU(v_j)>           (weights: W*_ij = gain_i W_ij r_j)
+
+    ``gain``: -(df/dmsg)/(df/dv) per neuron (the learned message's scale in voltage units);
+    ``g_mean``: g_phi's mean output per source over the data; ``g_slope``: its slope r_j; ``rate``:
+    <ReLU(v_j)>; ``W_raw``: the model's own per-edge W. A constant offset in the message is
+    indistinguishable from V_rest, so the on-data V_rest error is close to minus their sum."""
+    src, dst = np.asarray(src), np.asarray(dst)
+    gain, W_raw = np.asarray(gain, np.float64), np.asarray(W_raw, np.float64)
+    rate, g_slope = np.asarray(rate, np.float64), np.asarray(g_slope, np.float64)
+    w_star = gain[dst] * W_raw * g_slope[src]
+    shape = gain * np.bincount(dst, W_raw * (np.asarray(g_mean, np.float64) - g_slope * rate)[src], minlength=n)
+    weight = np.bincount(dst, (w_star - np.asarray(W_true, np.float64)) * rate[src], minlength=n)
+    return weight, shape
 
 
-def vrest_table(rec: dict, V_rest_true, W_true, mean_rate, src, dst, node_type, type_names) -> dict:
+def vrest_table(rec: dict, V_rest_true, weight_part, shape_part, node_type, type_names) -> dict:
     """Per cell type (medians over its neurons): the V_rest error of the reference's probe
-    (``rec['V_rest']``) and of the on-data estimate (``rec['V_rest_data']``), and the shift that the
-    corrected weights' errors imply (:func:`rest_shift_from_weights`, with ``W_data`` where present),
-    plus the per-neuron Pearson r between that shift and the on-data error."""
-    n = len(node_type)
+    (``rec['V_rest']``), of the on-data estimate (``rec['V_rest_data']``), and the two parts of the
+    learned message's constant offset (:func:`message_offset_parts`), plus the per-neuron Pearson r
+    of the on-data error with minus the whole offset and with minus its weight part."""
     node_type = np.asarray(node_type)
-    shift = rest_shift_from_weights(W_true, rec.get("W_data", rec["W"]), src, dst, mean_rate, n)
     err_probe = np.asarray(rec["V_rest"], np.float64) - V_rest_true
-    err_data = np.asarray(rec.get("V_rest_data", rec["V_rest"]), np.float64) - V_rest_true
-    per_type = {name: {"error_probe": float(np.median(err_probe[node_type == t])),
-                       "error_data": float(np.median(err_data[node_type == t])),
-                       "shift_from_W": float(np.median(shift[node_type == t]))}
+    err_data = np.asarray(rec["V_rest_data"], np.float64) - V_rest_true
+    columns = {"error_probe": err_probe, "error_data": err_data, "offset_weights": np.asarray(weight_part),
+               "offset_shape": np.asarray(shape_part)}
+    per_type = {name: {k: float(np.median(v[node_type == t])) for k, v in columns.items()}
                 for t, name in enumerate(type_names)}
-    return {"per_type": per_type, "r_shift_error_data": _pearson(shift, err_data),
-            "r_shift_error_probe": _pearson(shift, err_probe)}
+    return {"per_type": per_type, "r_error_data_offset": _pearson(err_data, -(weight_part + shape_part)),
+            "r_error_data_offset_weights": _pearson(err_data, -np.asarray(weight_part))}

@@ -115,25 +115,14 @@ def test_rest_identifiability_matches_projection():
         assert got[i] == pytest.approx(1 - np.ones(T) @ P @ np.ones(T) / T, rel=1e-8)
 
 
-def test_rest_shift_from_weights_by_hand():
-    W_true = np.array([1.0, -2.0, 0.5])
-    W_learned = np.array([1.5, -2.0, 0.0])
-    src, dst = np.array([0, 1, 2]), np.array([2, 2, 0])
-    rate = np.array([2.0, 3.0, 4.0])
-    got = D.rest_shift_from_weights(W_true, W_learned, src, dst, rate, 3)
-    # neuron 2: -(0.5 * 2 + 0 * 3) = -1; neuron 0: -(-0.5 * 4) = 2; neuron 1: no input
-    np.testing.assert_allclose(got, [2.0, 0.0, -1.0])
-
-
-def test_vrest_table_reads_errors_and_shift():
-    W_true = np.array([1.0, -2.0, 0.5])
-    rec = {"V_rest": np.array([0.1, 0.2, -0.9]), "V_rest_data": np.array([2.0, 0.0, -1.0]),
-           "W": np.zeros(3), "W_data": np.array([1.5, -2.0, 0.0])}
-    table = D.vrest_table(rec, np.zeros(3), W_true, np.array([2.0, 3.0, 4.0]), np.array([0, 1, 2]),
-                          np.array([2, 2, 0]), np.array([0, 1, 2]), ["a", "b", "c"])
-    assert table["per_type"]["c"] == {"error_probe": pytest.approx(-0.9), "error_data": -1.0, "shift_from_W": -1.0}
-    assert table["per_type"]["a"]["shift_from_W"] == 2.0
-    assert table["r_shift_error_data"] == pytest.approx(1.0)
+def test_vrest_table_reads_errors_and_offsets():
+    rec = {"V_rest": np.array([0.1, 0.2, -0.9]), "V_rest_data": np.array([2.0, 0.0, -1.0])}
+    weight, shape = np.array([-1.0, 0.5, 0.25]), np.array([-1.0, -0.5, 0.75])
+    table = D.vrest_table(rec, np.zeros(3), weight, shape, np.array([0, 1, 2]), ["a", "b", "c"])
+    assert table["per_type"]["c"] == {"error_probe": pytest.approx(-0.9), "error_data": -1.0,
+                                      "offset_weights": 0.25, "offset_shape": 0.75}
+    assert table["r_error_data_offset"] == pytest.approx(1.0)       # error = -(weight + shape) exactly
+    assert table["r_error_data_offset_weights"] == pytest.approx(np.corrcoef([2, 0, -1], [1, -0.5, -0.25])[0, 1])
 
 
 def test_drift_command_on_a_tiny_run(two_runs, capsys):
@@ -153,7 +142,8 @@ def test_drift_command_on_a_tiny_run(two_runs, capsys):
     rec, gt, nodes = r.recovered, r.ground_truth, r.nodes
     mine = np.asarray(nodes.node_type) == list(nodes.type_names).index("Mi1")
     assert table["per_type"]["Mi1"]["error_data"] == pytest.approx(float(np.median((rec["V_rest_data"] - gt.V_rest)[mine])))
-    assert len(table["per_type"]) == 65 and -1 <= table["r_shift_error_data"] <= 1
+    assert len(table["per_type"]) == 65 and -1 <= table["r_error_data_offset"] <= 1
+    assert set(table["per_type"]["Mi1"]) == {"error_probe", "error_data", "offset_weights", "offset_shape"}
 
 
 def test_activity_stats_reports_rest_identifiability():
@@ -173,3 +163,25 @@ def test_activity_stats_reports_rest_identifiability():
     assert stats["rest_identifiability"] == {"A": pytest.approx(0.0, abs=1e-20),
                                              "B": pytest.approx(float(np.median(ident[2:])))}
     assert stats["median_rest_identifiability"] == pytest.approx(float(np.median(ident[2:])) / 2)
+
+
+def test_message_offset_parts_sum_to_the_mean_message_difference():
+    """Against the direct definition: the time-mean of gain_i sum_j W_ij g(v_j(t)) minus
+    sum_j W_true,ij ReLU(v_j(t)), for a g that is not a ReLU (offset and curvature)."""
+    rng = np.random.default_rng(3)
+    n, T = 5, 50
+    V = rng.normal(0.4, 0.6, (T, n))
+    src, dst = np.array([0, 1, 2, 3, 4, 0, 2]), np.array([1, 2, 3, 4, 0, 3, 1])
+    W_raw, W_true = rng.normal(0, 1, 7), rng.normal(0, 1, 7)
+    gain, slope = rng.uniform(0.5, 2, n), rng.uniform(0.5, 1.5, n)
+    G = slope * np.maximum(V, 0) + 0.1 + 0.05 * V**2          # (T, n): g of each source over time
+    weight, shape = D.message_offset_parts(gain, G.mean(0), slope, np.maximum(V, 0).mean(0), W_raw, W_true, src, dst, n)
+    learned = np.stack([gain * np.bincount(dst, W_raw * G[t, src], minlength=n) for t in range(T)])
+    true = np.stack([np.bincount(dst, W_true * np.maximum(V[t, src], 0), minlength=n) for t in range(T)])
+    np.testing.assert_allclose(weight + shape, (learned - true).mean(0), rtol=1e-12, atol=1e-12)
+    # with g a ReLU of slope r the shape part vanishes and the weight part is minus rest_shift_from_weights
+    w2, s2 = D.message_offset_parts(gain, slope * np.maximum(V, 0).mean(0), slope, np.maximum(V, 0).mean(0),
+                                    W_raw, W_true, src, dst, n)
+    np.testing.assert_allclose(s2, 0, atol=1e-12)
+    dW = gain[dst] * W_raw * slope[src] - W_true
+    np.testing.assert_allclose(w2, np.bincount(dst, dW * np.maximum(V, 0).mean(0)[src], minlength=n), rtol=1e-12)

@@ -1,8 +1,9 @@
 """How the recovered connectivity changes over training: per target cell type, the gain of the
 corrected W* against the true W, the raw W's gain, the target factor msg_gain / -f_slope, and the
 share of the connectivity fit's squared error, at every in-training checkpoint of a run. Then, for
-the end of the run (RUN/recovered.npz), the V_rest error per type next to the shift that the weight
-errors imply through the sources' mean activity (docs/drift.md, section 3).
+the end of the run (RUN/recovered.npz and its last checkpoint), the V_rest error per type next to
+the learned message's constant offset, split into what the weights and g_phi's shape contribute
+(docs/drift.md, section 3).
 
     python -m experiments.drift runs/vrest/default_seed7            # prints the table, writes drift.json
 
@@ -62,21 +63,34 @@ def main(argv=None) -> int:
 
 
 def print_vrest(run: Path, data, conn, gt, top: int) -> None:
-    """The end-of-run V_rest errors and the shift explained by weight errors (writes vrest.json)."""
-    from fvjax.diagnostics import vrest_table
+    """The end-of-run V_rest errors next to the learned message's constant offset (writes vrest.json)."""
+    import jax.numpy as jnp
+
+    from fvjax import model as M
+    from fvjax.diagnostics import message_offset_parts, vrest_table
+    from fvjax.runs import load_run
 
     rec = dict(np.load(run / "recovered.npz"))
-    voltage = data.train.voltage
-    frames = np.linspace(0, voltage.shape[0] - 1, min(400, voltage.shape[0])).astype(int)
-    rate = np.maximum(np.asarray(voltage[frames], np.float64), 0).mean(0)
-    table = vrest_table(rec, gt.V_rest, gt.W, rate, conn.edge_src, conn.edge_dst, conn.node_type,
-                        list(conn.type_names))
+    params, spec = load_run(run).params()
+    frames = np.linspace(0, len(data.train) - 1, min(400, len(data.train))).astype(int)
+    voltage = np.asarray(data.train.voltage[frames], np.float32)
+    rate = np.maximum(voltage.astype(np.float64), 0).mean(0)
+    g_mean = np.concatenate([np.asarray(M.edge_function(params, spec, jnp.asarray(chunk), params["a"]), np.float64)
+                             for chunk in np.array_split(voltage, max(len(voltage) // 50, 1))]).mean(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.nan_to_num(rec["msg_gain"] / -rec["v_gain"])
+    weight, shape = message_offset_parts(gain, g_mean, rec["g_slope"], rate, np.asarray(M.weights(params, spec)),
+                                         gt.W, conn.edge_src, conn.edge_dst, conn.n_nodes)
+    table = vrest_table(rec, gt.V_rest, weight, shape, conn.node_type, list(conn.type_names))
     (run / "vrest.json").write_text(json.dumps(table, indent=1))
     rows = sorted(table["per_type"].items(), key=lambda kv: -abs(kv[1]["error_probe"]))[:top]
-    print("\nV_rest error per type (end of run): probe / on-data / shift implied by W errors")
+    print("\nV_rest error per type (end of run): probe / on-data; the learned message's constant offset"
+          " (voltage units): from weights + from g_phi's shape")
     for name, r in rows:
-        print(f"  {name:10s} {r['error_probe']:6.2f} / {r['error_data']:6.2f} / {r['shift_from_W']:6.2f}")
-    print(f"per-neuron r(shift, on-data error) = {table['r_shift_error_data']:.2f}; written {run / 'vrest.json'}")
+        print(f"  {name:10s} {r['error_probe']:6.2f} / {r['error_data']:6.2f}    {r['offset_weights']:6.2f} + "
+              f"{r['offset_shape']:6.2f}")
+    print(f"per-neuron r(on-data error, -offset) = {table['r_error_data_offset']:.2f} "
+          f"(weights alone {table['r_error_data_offset_weights']:.2f}); written {run / 'vrest.json'}")
 
 
 if __name__ == "__main__":
