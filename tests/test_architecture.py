@@ -127,3 +127,30 @@ def test_no_network_name_comparisons_outside_the_lookup():
              and (lines := name_comparisons(path.read_text(), names))}
     assert not found, (f"network/synthetic-model names compared in {found}; resolve the kind once with "
                        f"fvjax.networks.resolve and call its functions (or add a field to networks.Network)")
+
+
+def test_random_streams_are_named_not_seed_arithmetic():
+    """Run 7's training stream differs from run 8's initialisation stream (they were the same key when
+    training used PRNGKey(seed + 1)); the frames stream too; nothing in training derives a key or a
+    numpy generator by adding to a seed."""
+    import re
+
+    import jax
+    import numpy as np
+
+    from fvjax.rng import STREAMS, stream_key, stream_rng
+
+    keys = {(seed, name): np.asarray(jax.random.key_data(stream_key(seed, name))).tobytes()
+            for seed in (7, 8) for name in STREAMS}
+    assert len(set(keys.values())) == len(keys)
+    assert not np.array_equal(stream_rng(7, "frames", 1).integers(0, 10**9, 8),
+                              stream_rng(8, "frames", 0).integers(0, 10**9, 8))
+    try:
+        stream_key(0, "trainig")
+    except ValueError as err:
+        assert "unknown random stream 'trainig'" in str(err)
+    else:
+        raise AssertionError("a misspelt stream name was accepted")
+    pattern = re.compile(r"(PRNGKey|RandomState|default_rng)\([^)]*\bseed\s*\+")
+    offenders = [str(p) for p in (PACKAGE / "train").rglob("*.py") if pattern.search(p.read_text())]
+    assert not offenders

@@ -18,6 +18,7 @@ import numpy as np
 from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
 from ..dataset import Dataset, read_rows
+from ..rng import stream_key, stream_rng
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
@@ -35,11 +36,12 @@ def n_iterations(cfg: Config, n_frames: int) -> int:
 
 
 def frame_indices(cfg: Config, n_frames: int, epoch: int, n_iter: int, time_step: int) -> np.ndarray:
-    """(n_iter, B) start frames: i.i.d. uniform with RandomState(seed + epoch), like the reference;
-    aligned down to a multiple of time_step for recurrent training."""
+    """(n_iter, B) start frames: i.i.d. uniform like the reference's (which drew them with
+    RandomState of the seed plus the epoch), from the run's "frames" stream and the epoch; aligned down to a
+    multiple of time_step for recurrent training."""
     tr = cfg.training
     high = max(n_frames - 4 - time_step, 1)
-    idx = np.random.RandomState(tr.seed + epoch).randint(0, high, size=n_iter * tr.batch_size)
+    idx = stream_rng(tr.seed, "frames", epoch).integers(0, high, size=n_iter * tr.batch_size)
     if time_step > 1:
         idx -= idx % time_step
     return idx.reshape(n_iter, tr.batch_size)
@@ -166,7 +168,7 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
     coeffs = coefficients(cfg.training, epoch)
     idx = frame_indices(cfg, len(data.train), epoch, n_iter, time_step)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
-    base_key = jax.random.PRNGKey(cfg.training.seed + 1)
+    base_key = stream_key(cfg.training.seed, "training")
     it = start
     bar = tqdm(total=n_iter, initial=it, desc=f"epoch {epoch + 1}/{cfg.training.n_epochs}", disable=not progress)
     while it < n_iter:
@@ -205,7 +207,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     optimizer = make_optimizer(tr)
     n_iter = n_iterations(cfg, len(data.train))
     state, start_epoch, start_iter, elapsed = _restore(
-        run_dir, resume, init_state(M.init(jax.random.PRNGKey(tr.seed), spec), optimizer), n_iter)
+        run_dir, resume, init_state(M.init(stream_key(tr.seed, "init"), spec), optimizer), n_iter)
     cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
     loop = _Loop(cfg, data, graph, run_dir, spec, optimizer, n_iter, cadence,
                  TrainingLog(run_dir, tensorboard=tr.tensorboard), on_eval, checkpoint_every_s, time.time() - elapsed)

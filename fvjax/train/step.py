@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import model as M
+from ..rng import stream_key
 from .losses import Batch, Coefficients, SeqBatch, one_step_loss, recurrent_loss
 from .ode import ODEConfig, ode_loss
 
@@ -33,13 +34,10 @@ class StepConfig(NamedTuple):
     additive: bool = False           # add the f_theta additivity penalty (coeff_f_theta_additive > 0)
 
 
-MEASUREMENT_STREAM = 0x6D6E   # fold_in tag of the measurement-noise stream of a simulation seed
-
-
 def measurement_noise(seed: int, frames, n_nodes: int, sigma: float, dtype=jnp.float32):
     """Measurement noise n(t) (frames.shape + (N,)) of training frame t: a fixed function of the seed
     and the frame, so every read of frame t sees the same sample (as if it had been stored)."""
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), MEASUREMENT_STREAM)
+    key = stream_key(seed, "measurement")   # the same key as before the named streams (tag 0x6D6E)
     flat = jnp.reshape(frames, (-1,))
     draw = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (n_nodes,), dtype))(flat)
     return sigma * draw.reshape(tuple(jnp.shape(frames)) + (n_nodes,))
