@@ -185,3 +185,16 @@ def test_message_offset_parts_sum_to_the_mean_message_difference():
     np.testing.assert_allclose(s2, 0, atol=1e-12)
     dW = gain[dst] * W_raw * slope[src] - W_true
     np.testing.assert_allclose(w2, np.bincount(dst, dW * np.maximum(V, 0).mean(0)[src], minlength=n), rtol=1e-12)
+
+
+def test_drift_command_without_checkpoints_skips_the_vrest_table(two_runs, tmp_path, capsys):
+    import shutil
+
+    from fvjax.experiments import drift
+
+    run = tmp_path / "copy"
+    shutil.copytree(two_runs[1], run, ignore=shutil.ignore_patterns("checkpoints", "vrest.json"))
+    assert drift.main([str(run), "--top", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "V_rest table skipped" in captured.err and "checkpoint" in captured.err
+    assert "Traceback" not in captured.err and not (run / "vrest.json").exists()
