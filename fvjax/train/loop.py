@@ -272,13 +272,18 @@ def widen_csv_header(path: Path, fields: list[str]) -> list[str]:
             return old
         rows = list(reader)
     union = old + [k for k in fields if k not in old]
+    _rewrite_csv(path, union, rows)
+    return union
+
+
+def _rewrite_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Replace the CSV at ``path`` by ``fields`` and ``rows`` (missing cells empty), atomically."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=union, restval="")
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
-    return union
 
 
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
@@ -286,13 +291,11 @@ def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
     keep = [r for r in rows if (int(r["epoch"]), int(r["iteration"])) <= (epoch, iteration)]
     if rows and len(keep) < len(rows):
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(keep)
+        _rewrite_csv(path, list(reader.fieldnames), keep)
 
 
 class TrainingLog:
