@@ -152,7 +152,8 @@ def test_basis_fit_and_row_gains_hand_values():
 
 
 def test_least_squares_W_matches_per_row_lstsq():
-    from fvjax.train.refit import least_squares_W, refit_frames
+    from fvjax.dataset import spread_frames
+    from fvjax.train.refit import least_squares_W
     rng = np.random.default_rng(3)
     T, n = 200, 9
     H = np.tanh(rng.standard_normal((T, n)) * 2)
@@ -168,7 +169,7 @@ def test_least_squares_W_matches_per_row_lstsq():
         np.testing.assert_allclose(W[i, cols], np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-9, atol=1e-12)
         assert W[i, i] == 0
     np.testing.assert_allclose(least_squares_W(H, H @ W_true.T, 0.0), W_true, atol=1e-8)
-    assert list(refit_frames(10, 4)) == [0, 3, 6, 9] and len(refit_frames(3, 10)) == 3
+    assert list(spread_frames(10, 4)) == [0, 3, 6, 9] and len(spread_frames(3, 10)) == 3
 
 
 def test_W_refit_config_guard():

@@ -73,12 +73,12 @@ def print_vrest(opened, conn, gt, top: int) -> None:
 
     from fvjax import model as M
     from fvjax.diagnostics import message_offset_parts, vrest_table
-    from fvjax.train.refit import refit_frames
+    from fvjax.dataset import spread_frames
 
     run, data = opened.path, opened.dataset
     rec = opened.recovered
     params, spec = opened.params()
-    frames = refit_frames(len(data.train), 400)
+    frames = spread_frames(len(data.train), 400)
     voltage = np.asarray(data.train.voltage[frames], np.float32)
     rate = np.maximum(voltage.astype(np.float64), 0).mean(0)
     g_mean = np.concatenate([np.asarray(M.edge_function(params, spec, jnp.asarray(chunk), params["a"]), np.float64)

@@ -26,7 +26,7 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
     from fvjax.diagnostics import rest_identifiability
     from fvjax.metrics import effective_rank
-    from fvjax.train.refit import refit_frames
+    from fvjax.dataset import spread_frames
 
     std = voltage.std(0)
     per_type_std = np.array([np.median(std[conn.node_type == t]) for t in range(conn.n_types)])
@@ -36,7 +36,7 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     zero_dist = np.abs(msg.mean(0)) / np.maximum(msg.std(0), 1e-9)
     per_type_zero = {conn.type_names[t]: float(np.median(zero_dist[conn.node_type == t])) for t in range(conn.n_types)}
     r90, r99 = effective_rank(voltage)
-    ident = rest_identifiability(voltage[refit_frames(len(voltage), 400)], conn.edge_src, conn.edge_dst, conn.n_nodes)
+    ident = rest_identifiability(voltage[spread_frames(len(voltage), 400)], conn.edge_src, conn.edge_dst, conn.n_nodes)
     per_type_ident = np.array([np.median(ident[conn.node_type == t]) for t in range(conn.n_types)])
     return {"median_type_std": float(np.median(per_type_std)), "fraction_below_0": float((voltage < 0).mean()),
             "silent_types": int((per_type_std < 0.01).sum()), "effective_rank_90": r90, "effective_rank_99": r99,
