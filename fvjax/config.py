@@ -68,6 +68,9 @@ class SimulationConfig:
     center_crop_fraction: float = _opt(0.6, lo=0.01, hi=1.0)
     sequence_frames: tuple[int, int] = _opt((50, 80), doc="length range of generated sequences")
     noise_hold_frames: int = _opt(1, lo=1, doc="white-noise stimulus: frames each value is held")
+    blank_prefix_fraction: float = _opt(0.0, lo=0.0, hi=0.95, doc="the first floor(f len) frames of every training "
+                                        "sequence are dark (input 0), so every neuron relaxes towards its rest "
+                                        "(the later reference's remedy for V_rest; docs/stimulus.md); test movies unchanged")
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
