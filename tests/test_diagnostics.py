@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fvjax import diagnostics as D
+from fvjax.evaluate import diagnostics as D
 
 # 3 neurons, 4 edges: 0->1 (+2), 1->2 (-1), 2->0 (+1), 0->2 (+3)
 SRC = np.array([0, 1, 2, 0])

@@ -281,7 +281,7 @@ def test_flyvis_B_variant():
         assert terms["g_phi_norm"] > 0 and np.isfinite(float(loss))
         grads = jax.grad(lambda p: one_step_loss(p, spec, graph, batch, 0.7, c)[0])(params)
         assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
-        from fvjax import metrics as MT
+        from fvjax.evaluate import metrics as MT
 
         slopes = MT.g_phi_slopes(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))
         assert slopes.shape == (conn.n_nodes,) and np.isfinite(np.asarray(slopes)).all()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fvjax import model as M
-from fvjax import pde_n2_recovery as P
+from fvjax.evaluate import pde_n2 as P
 from fvjax.config import ConfigError, load_config
 from fvjax.networks.synthetic import PDEN2Network, type_blocks
 from fvjax.train import coefficients, one_step_loss, regularizers

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         print(f"error: {run} has no during/recovered_*.npz; run a training there first", file=sys.stderr)
         return 2
     from fvjax.connectome import build_connectome
-    from fvjax.diagnostics import drift_table
+    from fvjax.evaluate.diagnostics import drift_table
     from fvjax.networks.flyvis import dataset_ground_truth
 
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
@@ -72,8 +72,8 @@ def print_vrest(opened, conn, gt, top: int) -> None:
     import jax.numpy as jnp
 
     from fvjax import model as M
-    from fvjax.diagnostics import message_offset_parts, vrest_table
     from fvjax.dataset import spread_frames
+    from fvjax.evaluate.diagnostics import message_offset_parts, vrest_table
 
     run, data = opened.path, opened.dataset
     rec = opened.recovered

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from fvjax.metrics import r2_affine
+from fvjax.evaluate.metrics import r2_affine
 
 
 def effective_truth(net) -> np.ndarray:
@@ -50,7 +50,7 @@ def free_update_r2(U, Y, net, rows: int) -> dict:
 
 
 def learned_functions_r2(run_dir: str, ridge: float = 1e-3) -> dict:
-    from fvjax.pde_n2_recovery import pde_n2_scores
+    from fvjax.evaluate.pde_n2 import pde_n2_scores
     from fvjax.runs import load_run
     from fvjax.train.refit import refit_W
     run = load_run(run_dir)

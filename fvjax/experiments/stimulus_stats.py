@@ -8,7 +8,7 @@ fraction of voltages below 0 (rectified by ReLU), the number of near-silent type
 < 0.01), the effective rank (90 %/99 %, the reference's definition), and per type the range of the
 true summed input (message) relative to its std (how far msg = 0 lies from the data), and per type
 how well a constant input can be told apart from the neuron's regressors
-(``fvjax.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
+(``fvjax.evaluate.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
 weights of almost constant sources, docs/drift.md). Writes ``stimulus_stats.json`` in --out.
 """
 
@@ -24,9 +24,9 @@ import numpy as np
 
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
-    from fvjax.diagnostics import rest_identifiability
-    from fvjax.metrics import effective_rank
     from fvjax.dataset import spread_frames
+    from fvjax.evaluate.diagnostics import rest_identifiability
+    from fvjax.evaluate.metrics import effective_rank
 
     std = voltage.std(0)
     per_type_std = np.array([np.median(std[conn.node_type == t]) for t in range(conn.n_types)])

@@ -48,7 +48,7 @@ MODELS = {
 FOLDERS = {"tanh": (), "PDE_N2": ("PDE_N2",)}     # runs/synthetic[/PDE_N2]/seed<N>
 COLUMNS = ("time_step", "connectivity_R2", "W_raw_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2",
            "test_pearson", "effective_rank_99", "training_time_min")
-# PDE_N2 networks also score their per-type parameters (fvjax.pde_n2_recovery)
+# PDE_N2 networks also score their per-type parameters (fvjax.evaluate.pde_n2)
 EXTRA_COLUMNS = {"tanh": (), "PDE_N2": ("c_R2", "s_R2", "g_rel_error")}
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from .. import model as M
+from ..connectome import Connectome
+from ..dataset import Dataset
+from ..groundtruth import GroundTruth
+from ..networks.synthetic import PDEN2Network
 from . import metrics as MT
-from . import model as M
-from .connectome import Connectome
-from .dataset import Dataset
 from .diagnostics import diagnose
-from .groundtruth import GroundTruth
-from .pde_n2_recovery import pde_n2_scores
-from .networks.synthetic import PDEN2Network
+from .pde_n2 import pde_n2_scores
 
 
 def probe_frames(n_frames: int, n: int = 8) -> np.ndarray:

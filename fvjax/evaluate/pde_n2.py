@@ -1,7 +1,7 @@
 """Recovery scores for the reference's synthetic network (``synthetic_model: PDE_N2``).
 
 The network is ``du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij tanh(u_j)`` (docs/synthetic.md);
-the leaky-model probes of :mod:`fvjax.metrics` (tau = -1/slope, V_rest, W divided by f_theta's slope)
+the leaky-model probes of :mod:`fvjax.evaluate.metrics` (tau = -1/slope, V_rest, W divided by f_theta's slope)
 do not apply to it. Here, on one grid over the pooled data range [min(mu_i - 2 sigma_i), max(mu_i + 2 sigma_i)]:
 
 - g_phi(u) ~ k_j tanh(u) + b_j (least squares; one k for all j when g_phi sees u alone), so the learned
@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from . import model as M
+from .. import model as M
 from .metrics import r2_affine
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .connectome import Connectome
+from ..connectome import Connectome
 
 
 def _figure(figsize):
