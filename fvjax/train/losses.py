@@ -94,7 +94,7 @@ def _weight_penalty(layers, c1, c2):
 def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coefficients) -> dict:
     """All regulariser terms (dict name -> scalar). ``v0``: (N,) voltages of the batch's first frame.
 
-    g_phi_diff / g_phi_norm see detached inputs (v and a), so their gradient reaches g_phi only.
+    g_phi_diff / g_phi_norm / g_phi_zero see detached inputs (v and a), so their gradient reaches g_phi only.
     """
     a = jax.lax.stop_gradient(params["a"])
     v0 = jax.lax.stop_gradient(v0)
@@ -108,20 +108,15 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     terms["f_theta_zero"] = jax.lax.cond(c.f_theta_zero > 0, lambda: c.f_theta_zero * l2(f_theta_at_zero(params, spec)),
                                          lambda: jnp.zeros((), v0.dtype))
     if not spec.pairwise:
-        m0 = M.edge_function(params, spec, v0, a)
-        m1 = M.edge_function(params, spec, v1, a)
-        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(m0 - m1))
-        ref = jnp.full_like(v0, 2.0 * xnorm)
-        terms["g_phi_norm"] = c.g_phi_norm * l2(M.edge_function(params, spec, ref, a) - 2.0 * xnorm)
-        g_zero = lambda: M.edge_function(params, spec, jnp.zeros_like(v0), a)  # noqa: E731
+        def g_of(v_src):
+            return M.edge_function(params, spec, v_src, a)
     else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
-        def g_b(v_src):
+        def g_of(v_src):
             return M.pair_edge_function(params, spec, v0, v_src, a, a)
-        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v1)))
-        terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
-        g_zero = lambda: g_b(jnp.zeros_like(v0))  # noqa: E731
+    terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_of(v0) - g_of(v1)))
+    terms["g_phi_norm"] = c.g_phi_norm * l2(g_of(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
     # the message of a silent source: ReLU(0) = 0 in flyvis; pins g_phi's level where the data pin only its slope
-    terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_zero()),
+    terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_of(jnp.zeros_like(v0))),
                                        lambda: jnp.zeros((), v0.dtype))
     return terms
 
