@@ -250,12 +250,12 @@ def _truncate_checks(path: Path, step: int) -> None:
     """Drop recovery-check rows after the checkpoint we resume from (they will be redone)."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) <= step]
-    if len(keep) < len(lines):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    keep = [r for r in rows if int(float(r["iteration"])) <= step]
+    if len(keep) < len(rows):
+        _rewrite_csv(path, list(reader.fieldnames), keep)
 
 
 def widen_csv_header(path: Path, fields: list[str]) -> list[str]:
@@ -280,7 +280,7 @@ def _rewrite_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     """Replace the CSV at ``path`` by ``fields`` and ``rows`` (missing cells empty), atomically."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w = csv.DictWriter(f, fieldnames=fields, restval="", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
@@ -316,7 +316,7 @@ class TrainingLog:
         if self._writer is None:
             fields = widen_csv_header(self.run_dir / "loss.csv", list(row))
             self._file = open(self.run_dir / "loss.csv", "a", newline="")
-            self._writer = csv.DictWriter(self._file, fieldnames=fields, restval="")
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, restval="", lineterminator="\n")
             if self._file.tell() == 0:
                 self._writer.writeheader()
         self._writer.writerow(row)
@@ -331,7 +331,7 @@ class TrainingLog:
         fields = widen_csv_header(path, ["iteration", *values])
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval="")
+            w = csv.DictWriter(f, fieldnames=fields, restval="", lineterminator="\n")
             if new:
                 w.writeheader()
             w.writerow({"iteration": iteration, **{k: f"{v:.6f}" for k, v in values.items()}})
