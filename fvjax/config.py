@@ -123,7 +123,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 
 # graph_model.update_type -> (fvjax.model update rule, f_theta inputs besides the embedding); "none" is
 # the reference's spelling of the additive rule
-UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1)}
+UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1), "gain": ("gain", 1)}
 # graph_model.g_phi_input -> does g_phi see the source's embedding
 G_PHI_INPUTS = {"voltage_embedding": True, "voltage": False}
 
@@ -156,7 +156,8 @@ class GraphModelConfig:
     aggr_type: str = _opt("add", choices=("add",))
     update_type: str = _opt("generic", choices=tuple(UPDATE_TYPES),
                             doc="generic: dv = f_theta([v, a, msg, e]); additive: dv = f_theta([v, a]) + msg + e "
-                                "(the reference's signal GNN; its spelling: none)")
+                                "(the reference's signal GNN; its spelling: none); gain (fvjax's own): "
+                                "dv = f_theta([v, a]) + (1 + f_gain(a)) (msg + e)")
     g_phi_input: str = _opt("voltage_embedding", choices=tuple(G_PHI_INPUTS),
                             doc="g_phi sees [v_j, a_j] (flyvis) or v_j alone (the reference's PDE_N2 GNN, "
                                 "its input_size: 1)")

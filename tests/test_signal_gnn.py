@@ -21,9 +21,9 @@ def _np_mlp(layers, x, act=lambda z: np.maximum(z, 0)):
     return (x @ np.asarray(layers[-1]["w"], np.float64) + np.asarray(layers[-1]["b"], np.float64))[..., 0]
 
 
-def _signal_spec(n=7, **kw):
+def _signal_spec(n=7, update="additive", **kw):
     return M.ModelSpec(n_nodes=n, n_edges=n * n, variant="dense", hidden_dim=6, hidden_dim_update=5,
-                       g_phi_positive=False, edge_embedding=False, update="additive", w_init_mode="randn", **kw)
+                       g_phi_positive=False, edge_embedding=False, update=update, w_init_mode="randn", **kw)
 
 
 def _params(spec, seed=0):
@@ -257,3 +257,52 @@ def test_fit_with_W_refit_ends_on_the_least_squares_W(tmp_path):
     np.testing.assert_allclose(np.asarray(again["W"]), np.asarray(refit.params["W"]), rtol=1e-4, atol=1e-5)
     plain = fit(cfg.replace(**{"training.W_refit_every": 0}), data, graph, tmp_path / "plain", progress=False)
     assert np.abs(np.asarray(plain.params["W"]) - np.asarray(refit.params["W"])).max() > 1e-3
+
+
+def test_gain_update_equals_numpy_float64_and_has_no_coupling():
+    """update "gain": dv = f_theta([v, a]) + (1 + f_gain(a)) (msg + e), the flyvis equation's form; checked
+    against float64 numpy, its v-msg coupling is exactly 0, and the other parameters are drawn as for
+    the additive update (one more stream, not a shifted one)."""
+    from fvjax.train.losses import f_theta_interaction
+
+    n = 7
+    spec = _signal_spec(n, update="gain")
+    assert spec.update_input_size == 1 + spec.embedding_dim
+    graph = M.dense_graph(n, np.array([0, 3]))
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params(spec))
+        v = jax.random.normal(jax.random.PRNGKey(5), (3, n), jnp.float64) * 3
+        stim = jax.random.normal(jax.random.PRNGKey(6), (3, 2), jnp.float64)
+        pred, msg = M.apply(params, spec, graph, v, stim)
+        coupling = f_theta_interaction(params, spec, v, msg, jnp.ones_like(v))
+    p = jax.tree.map(np.asarray, params)
+    vn = np.asarray(v)
+    W = p["W"].reshape(n, n) * (1 - np.eye(n))
+    msg_np = _np_mlp(p["g_phi"], vn[..., None]) @ W.T
+    e = np.zeros((3, n))
+    e[:, [0, 3]] = np.asarray(stim)
+    x = np.concatenate([vn[..., None], np.broadcast_to(p["a"], (3, n, spec.embedding_dim))], -1)
+    gain = 1 + _np_mlp(p["f_gain"], p["a"])
+    assert np.ptp(gain) > 0.1          # a gain of 1 for all (the additive update) would not match
+    np.testing.assert_allclose(np.asarray(pred), _np_mlp(p["f_theta"], x) + gain * (msg_np + e), rtol=1e-12, atol=1e-12)
+    assert np.abs(np.asarray(coupling)).max() < 1e-12
+    additive = M.init(jax.random.PRNGKey(0), _signal_spec(n))
+    gained = M.init(jax.random.PRNGKey(0), spec)
+    assert set(gained) == set(additive) | {"f_gain"}
+    for key in additive:
+        for x_, y_ in zip(jax.tree.leaves(additive[key]), jax.tree.leaves(gained[key])):
+            np.testing.assert_array_equal(np.asarray(x_), np.asarray(y_))
+
+
+def test_gain_update_trains_its_gain_at_f_theta_rate():
+    from fvjax.train.optim import labels, make_optimizer
+
+    spec = _signal_spec(5, update="gain")
+    params = _params(spec)
+    assert labels(params)["f_gain"][0]["w"] == "f_theta"
+    cfg = load_config(None, {"graph_model.update_type": "gain", "training.lr": 1e-3,
+                             "training.learning_rate_update_start": 2e-3}).training
+    opt = make_optimizer(cfg)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["f_gain"][0]["w"]), -2e-3, rtol=1e-4)   # Adam's first step: -lr

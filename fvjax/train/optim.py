@@ -47,7 +47,8 @@ def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
     return warmup_cosine
 
 
-GROUP_OF = {"W_L": "W", "W_R": "W"}   # low-rank factors learn at W's rate
+GROUP_OF = {"W_L": "W", "W_R": "W",   # low-rank factors learn at W's rate
+            "f_gain": "f_theta"}       # the message gain of update "gain" is part of the update rule
 
 
 def labels(params: dict) -> dict:
