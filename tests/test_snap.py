@@ -83,6 +83,10 @@ def test_refit_moves_profiles_to_the_cluster_median_and_touches_f_theta_only():
                                                           jax.tree.leaves(snapped["f_theta"])))
     _, (b20, a20) = S.refit_f_theta(snapped, spec, grid, target, lr=1e-2)   # the default 20 steps lower it too
     assert a20 < b20
+    # a rate that overshoots from the first step: the refit keeps its start rather than a worse model
+    kept, (b, a) = S.refit_f_theta({**snapped, "f_theta": out["f_theta"]}, spec, grid, target, lr=5.0)
+    assert a <= b
+    assert np.linalg.norm(_np_profiles(kept, grid) - target) == pytest.approx(a, rel=1e-3, abs=1e-5)
 
 
 def test_due_condition_is_the_references():

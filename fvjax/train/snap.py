@@ -10,7 +10,8 @@ After epoch e (0-based) with e % freq == freq - 1 and e < n_epochs - freq:
 3. each embedding a_i becomes the per-dimension median of a over its cluster;
 4. f_theta alone is refit for 20 full-batch Adam steps so that, with the new embeddings, each
    neuron's profile approaches its cluster's median old profile (loss: un-squared L2 norm over all
-   neurons and grid points).
+   neurons and grid points); the step with the lowest loss is kept (Adam's first steps, each about lr
+   per weight, can overshoot a loss that is already small).
 
 The loop (:mod:`fvjax.train.loop`) then restarts Adam, and with ``fix_cluster_embedding`` keeps a and
 g_phi at learning rate 0 for the one epoch after the snap (:func:`frozen_groups`).
@@ -30,7 +31,7 @@ import optax
 
 from .. import model as M
 from ..config import TrainingConfig
-from ..dataset import Dataset, spread_frames
+from ..dataset import Dataset, voltage_sample
 from .optim import group_lrs
 
 GRID_POINTS = 200       # voltages per profile
@@ -54,8 +55,9 @@ def profiles(params: dict, spec: M.ModelSpec, grid) -> jax.Array:
 
 def cluster_profiles(prof: np.ndarray, threshold: float) -> np.ndarray:
     """(N,) cluster labels 0..K-1 (in order of each cluster's first row) of the rows of ``prof`` (N, P):
-    centred PCA to 2 components (SVD), min-max scaled to [0, 1] over the whole array, single linkage
-    cut at distance ``threshold``."""
+    centred PCA to 2 components (SVD), min-max scaled to [0, 1] over the whole array (scaling each
+    component apart would blow a noise-only second component up to the first's size), single
+    linkage cut at distance ``threshold``."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     x = np.asarray(prof, np.float64)
@@ -89,22 +91,29 @@ def _refit_program(spec: M.ModelSpec, lr: float, steps: int):
             return jnp.linalg.norm(profiles({**params, "f_theta": f_theta}, spec, grid) - target)
 
         def body(carry, _):
-            f_theta, state = carry
+            f_theta, state, best, best_loss = carry
             value, grad = jax.value_and_grad(loss)(f_theta)
+            better = value < best_loss
+            best = jax.tree.map(lambda new, old: jnp.where(better, new, old), f_theta, best)
             updates, state = opt.update(grad, state, f_theta)
-            return (optax.apply_updates(f_theta, updates), state), value
+            return (optax.apply_updates(f_theta, updates), state, best, jnp.minimum(value, best_loss)), value
 
-        (f_theta, _), values = jax.lax.scan(body, (params["f_theta"], opt.init(params["f_theta"])), None,
-                                            length=steps)
-        return f_theta, values[0], loss(f_theta)
+        start = params["f_theta"]
+        (last, _, best, best_loss), values = jax.lax.scan(
+            body, (start, opt.init(start), start, jnp.asarray(jnp.inf, grid.dtype)), None, length=steps)
+        last_loss = loss(last)
+        keep_last = last_loss < best_loss
+        f_theta = jax.tree.map(lambda x, y: jnp.where(keep_last, x, y), last, best)
+        return f_theta, values[0], jnp.minimum(last_loss, best_loss)
 
     return jax.jit(run)
 
 
 def refit_f_theta(params: dict, spec: M.ModelSpec, grid, target, lr: float,
                   steps: int = REFIT_STEPS) -> tuple[dict, tuple[float, float]]:
-    """(params with f_theta after ``steps`` full-batch Adam steps on ||profiles - target||_2 (all
-    neurons and grid points), (loss before, loss after)); every other parameter is returned as it is."""
+    """(params with the best f_theta of ``steps`` full-batch Adam steps on ||profiles - target||_2 (all
+    neurons and grid points; the start counts), (loss before, loss after)); every other parameter is
+    returned as it is."""
     dtype = params["a"].dtype
     f_theta, before, after = _refit_program(spec, float(lr), int(steps))(
         params, jnp.asarray(grid, dtype), jnp.asarray(target, dtype))
@@ -143,7 +152,7 @@ def frozen_groups(tr: TrainingConfig, epoch: int) -> tuple[str, ...]:
 
 def training_voltages(data: Dataset, n_frames: int = GRID_FRAMES) -> np.ndarray:
     """(F, N) the training voltages of ``n_frames`` frames spread over the split."""
-    return np.asarray(data.train.voltage[spread_frames(len(data.train), n_frames)], np.float64)
+    return voltage_sample(data.train, n_frames)
 
 
 def record_snap(run_dir: Path, epoch: int, info: dict) -> None:
