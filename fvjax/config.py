@@ -189,6 +189,8 @@ SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
 # annealing multiplier forms (implemented in fvjax.train.losses.ANNEALING) and g_phi_diff perturbations
 ANNEALING_FORMS = ("exponential", "power")
 PERTURBATIONS = ("multiplicative", "additive")
+# training.sparsity: the reference's epoch-end steps (implemented in fvjax.train.snap.SNAPS)
+SPARSITY_MODES = ("none", "replace_embedding_function")
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,16 @@ class TrainingConfig:
                               "given the MLPs (additive update, dense W only); 0 = off (fvjax.train.refit)")
     W_refit_frames: int = _opt(5000, lo=1, doc="training frames (evenly spread) the W refit solves over")
     W_refit_ridge: float = _opt(1e-3, lo=0.0, doc="ridge added to the W refit's Gram matrix")
+    sparsity: str = _opt("none", choices=SPARSITY_MODES,
+                         doc="replace_embedding_function: at the end of some epochs, cluster the neurons' f_theta "
+                             "profiles, snap each embedding to its cluster's median and refit f_theta "
+                             "(fvjax.train.snap; multi-epoch runs only)")
+    sparsity_freq: int = _opt(4, lo=1, doc="the snap runs after epoch e (0-based) when e % freq == freq - 1 "
+                              "and e < n_epochs - freq")
+    cluster_distance_threshold: float = _opt(0.1, lo=0.0, doc="single-linkage distance (> 0) on the profiles' "
+                                             "2-component PCA scaled to [0, 1]")
+    fix_cluster_embedding: bool = _opt(True, doc="in the epoch after a snap the embeddings and g_phi do not "
+                                       "learn (learning rate 0; W and f_theta do)")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
     lr_scheduler_T0: int = _opt(1000, lo=1)
     lr_scheduler_T_mult: int = _opt(2, lo=1)
@@ -267,6 +279,9 @@ class TrainingConfig:
         if self.recurrent_training and self.neural_ODE_training:
             raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
                               "choose one (Euler unrolls or an ODE solver)")
+        if self.cluster_distance_threshold <= 0:
+            raise ConfigError(f"training.cluster_distance_threshold: {self.cluster_distance_threshold!r} must be "
+                              "above 0 (a distance on profiles scaled to [0, 1]; the reference uses 0.1)")
 
 
 @dataclass(frozen=True)
@@ -340,7 +355,7 @@ HINTS = {"training": {"learning_rate_W": "lr_W", "learning_rate_embedding": "lr_
 UNSUPPORTED_UNLESS = {
     "simulation": {"derivative_smoothing_window": (1,)},
     "graph_model": {"omega_f_learning": (False,)},
-    "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,),
+    "training": {"coeff_f_theta_msg_diff": (0,),
                  "coeff_update_u_diff": (0,), "coeff_update_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
                  "coeff_f_theta_centering": (0,), "time_window": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),

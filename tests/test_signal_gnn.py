@@ -228,11 +228,13 @@ def test_identifiability_fits_recover_W_from_noise_free_data():
     assert true_functions_r2(U, Y, bent, ridge=1e-9) < 0.999
 
 
-def test_embedding_snapping_is_refused_not_ignored():
-    """The reference's sparsity step is not implemented: asking for it must fail, not run without it."""
-    with pytest.raises(ConfigError, match="sparsity"):
-        load_config(None, {"training.sparsity": "replace_embedding_function"})
-    assert load_config(None, {"training.sparsity": "none"}).training is not None
+def test_embedding_snapping_is_a_real_option_not_ignored():
+    """The reference's sparsity step is built (fvjax.train.snap, tests/test_snap.py): the key is a
+    training option, never reported as ignored; other values are refused."""
+    cfg = load_config(None, {"training.sparsity": "replace_embedding_function"})
+    assert cfg.training.sparsity == "replace_embedding_function" and "training.sparsity" not in cfg.ignored
+    with pytest.raises(ConfigError, match="training.sparsity: 'replace' is not one of"):
+        load_config(None, {"training.sparsity": "replace"})
 
 
 def test_fit_with_W_refit_ends_on_the_least_squares_W(tmp_path):

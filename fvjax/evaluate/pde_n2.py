@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..dataset import spread_frames
+from ..dataset import voltage_sample
 from .metrics import r2_affine
 
 SCORE_FRAMES = 1000   # training frames whose voltages the functions are fitted on
@@ -29,7 +29,7 @@ SCORE_FRAMES = 1000   # training frames whose voltages the functions are fitted 
 
 def voltage_samples(data, n: int = SCORE_FRAMES) -> np.ndarray:
     """(P, N) the training voltages of ``n`` frames spread over the split."""
-    return np.asarray(data.train.voltage[spread_frames(len(data.train), n)], np.float64)
+    return voltage_sample(data.train, n)
 
 
 def basis_fit(u: np.ndarray, f: np.ndarray, columns) -> np.ndarray:

@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +21,9 @@ from ..dataset import Dataset, read_rows
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
-from .optim import make_optimizer
+from .optim import fresh_moments, make_optimizer
 from .refit import refit_W
+from .snap import SNAPS, frozen_groups, record_snap, snap_due, training_voltages
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
 from .tensorboard import open_tensorboard
@@ -124,7 +125,6 @@ class _Loop:
     graph: M.Graph
     run_dir: Path
     spec: M.ModelSpec
-    optimizer: Any
     n_iter: int
     cadence: EvalCadence
     log: "TrainingLog"
@@ -132,6 +132,11 @@ class _Loop:
     checkpoint_every_s: float
     t0: float
     last_ckpt: float = field(default_factory=time.time)
+
+    def optimizer_for(self, epoch: int):
+        """Adam for ``epoch``: a and g_phi at learning rate 0 in the epoch after an embedding snap (every
+        one has the same state structure; memoised, so each compiles its step once)."""
+        return make_optimizer(self.cfg.training, frozen=frozen_groups(self.cfg.training, epoch))
 
     def block_size(self, it: int) -> int:
         """Steps until the next grid point (epoch end, check, W refit), at most ``steps_per_call``."""
@@ -162,7 +167,7 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
 
     cfg, data, n_iter = loop.cfg, loop.data, loop.n_iter
     recurrent, time_step = _epoch_mode(cfg, epoch)
-    _, scanned = make_steps(loop.spec, loop.optimizer, step_config(cfg, epoch))
+    _, scanned = make_steps(loop.spec, loop.optimizer_for(epoch), step_config(cfg, epoch))
     coeffs = coefficients(cfg.training, epoch)
     idx = frame_indices(cfg, len(data.train), epoch, n_iter, time_step)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
@@ -185,10 +190,28 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
     return state
 
 
+def _epoch_end(loop: _Loop, state, epoch: int, progress: bool):
+    """What follows an epoch, before its checkpoint: the embedding snap when due (``training.sparsity``),
+    and a fresh Adam after a snap and after the epoch that follows one (the reference rebuilds it)."""
+    tr = loop.cfg.training
+    if snap_due(tr, epoch):
+        params, info = SNAPS[tr.sparsity](state.params, loop.spec, training_voltages(loop.data), tr)
+        record_snap(loop.run_dir, epoch, info)
+        state = state._replace(params=params)
+        if progress:
+            print(f"epoch {epoch + 1}: embeddings snapped to {info['n_clusters']} cluster medians, f_theta refit "
+                  f"(loss {info['refit_loss'][0]:.4g} -> {info['refit_loss'][1]:.4g}; {loop.run_dir / 'snaps.json'})",
+                  flush=True)
+    if snap_due(tr, epoch) or (epoch > 0 and snap_due(tr, epoch - 1)):
+        state = state._replace(opt_state=fresh_moments(loop.optimizer_for(epoch + 1), state.opt_state, state.params))
+    return state
+
+
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,
         progress: bool = True, on_eval: Callable[[dict, int], dict] | None = None,
         checkpoint_every_s: float = 600.0) -> FitResult:
-    """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows.
+    """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows (and
+    ``snaps.json`` when ``training.sparsity`` snaps the embeddings at an epoch end, :mod:`fvjax.train.snap`).
 
     ``on_eval(params, iteration) -> dict`` is called on the grid of ``eval_every`` iterations (default
     10 per epoch) while its cost stays within ``eval_budget`` of the training time (see
@@ -207,11 +230,12 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     state, start_epoch, start_iter, elapsed = _restore(
         run_dir, resume, init_state(M.init(jax.random.PRNGKey(tr.seed), spec), optimizer), n_iter)
     cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
-    loop = _Loop(cfg, data, graph, run_dir, spec, optimizer, n_iter, cadence,
+    loop = _Loop(cfg, data, graph, run_dir, spec, n_iter, cadence,
                  TrainingLog(run_dir, tensorboard=tr.tensorboard), on_eval, checkpoint_every_s, time.time() - elapsed)
     try:
         for epoch in range(start_epoch, tr.n_epochs):
             state = _epoch(loop, state, epoch, start_iter if epoch == start_epoch else 0, progress)
+            state = _epoch_end(loop, state, epoch, progress)
             loop.log.flush()
             save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - loop.t0, step=(epoch + 1) * n_iter)
     finally:
