@@ -127,3 +127,17 @@ def test_no_network_name_comparisons_outside_the_lookup():
              and (lines := name_comparisons(path.read_text(), names))}
     assert not found, (f"network/synthetic-model names compared in {found}; resolve the kind once with "
                        f"fvjax.networks.resolve and call its functions (or add a field to networks.Network)")
+
+
+def test_evaluate_reexports_every_public_name_of_report():
+    """``fvjax.evaluate`` lists the report's names by hand (so that importing it stays light); a name
+    added to report.py and forgotten there fails here, and every listed name resolves."""
+    import fvjax.evaluate as E
+
+    tree = ast.parse((PACKAGE / "evaluate" / "report.py").read_text())
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    public = {name for name in defined if not name.startswith("_")}
+    assert public == set(E._REPORT)
+    for name in E._REPORT:
+        assert getattr(E, name) is not None
