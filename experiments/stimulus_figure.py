@@ -29,7 +29,7 @@ def make_figure(seeds: list[tuple[int, str]], n_frames: int = 80, times: tuple[i
     from matplotlib.figure import Figure
 
     from fvjax.connectome import hex_coords
-    from fvjax.plots import hex_positions
+    from fvjax.evaluate.plots import hex_positions
     from fvjax.stimulus import scenes
 
     x, y = hex_positions(*hex_coords(8))

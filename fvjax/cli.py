@@ -17,7 +17,7 @@ PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.
             "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
             "drift": "fvjax.experiments.drift", "stimulus_stats": "fvjax.experiments.stimulus_stats",
             "identifiability": "fvjax.experiments.identifiability", "generate": "fvjax.generate",
-            "tuning": "fvjax.tuning"}
+            "tuning": "fvjax.evaluate.tuning"}
 
 
 def show(argv: list[str]) -> int:

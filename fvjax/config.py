@@ -68,6 +68,9 @@ class SimulationConfig:
     center_crop_fraction: float = _opt(0.6, lo=0.01, hi=1.0)
     sequence_frames: tuple[int, int] = _opt((50, 80), doc="length range of generated sequences")
     noise_hold_frames: int = _opt(1, lo=1, doc="white-noise stimulus: frames each value is held")
+    blank_prefix_fraction: float = _opt(0.0, lo=0.0, hi=0.95, doc="the first floor(f len) frames of every training "
+                                        "sequence are dark (input 0), so every neuron relaxes towards its rest "
+                                        "(the later reference's remedy for V_rest; docs/stimulus.md); test movies unchanged")
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
@@ -120,7 +123,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 
 # graph_model.update_type -> (fvjax.model update rule, f_theta inputs besides the embedding); "none" is
 # the reference's spelling of the additive rule
-UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1)}
+UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1), "gain": ("gain", 1)}
 # graph_model.g_phi_input -> does g_phi see the source's embedding
 G_PHI_INPUTS = {"voltage_embedding": True, "voltage": False}
 
@@ -153,7 +156,8 @@ class GraphModelConfig:
     aggr_type: str = _opt("add", choices=("add",))
     update_type: str = _opt("generic", choices=tuple(UPDATE_TYPES),
                             doc="generic: dv = f_theta([v, a, msg, e]); additive: dv = f_theta([v, a]) + msg + e "
-                                "(the reference's signal GNN; its spelling: none)")
+                                "(the reference's signal GNN; its spelling: none); gain (fvjax's own): "
+                                "dv = f_theta([v, a]) + (1 + f_gain(a)) (msg + e)")
     g_phi_input: str = _opt("voltage_embedding", choices=tuple(G_PHI_INPUTS),
                             doc="g_phi sees [v_j, a_j] (flyvis) or v_j alone (the reference's PDE_N2 GNN, "
                                 "its input_size: 1)")
@@ -185,6 +189,8 @@ SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
 # annealing multiplier forms (implemented in fvjax.train.losses.ANNEALING) and g_phi_diff perturbations
 ANNEALING_FORMS = ("exponential", "power")
 PERTURBATIONS = ("multiplicative", "additive")
+# training.sparsity: the reference's epoch-end steps (implemented in fvjax.train.snap.SNAPS)
+SPARSITY_MODES = ("none", "replace_embedding_function")
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,8 @@ class TrainingConfig:
                                             "or g(v + delta xnorm) (later reference)")
     g_phi_diff_delta: float = _opt(0.05, lo=0.0, doc="relative step of the g_phi_diff perturbation")
     coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
+    coeff_g_phi_zero: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||g_phi(0, a_j)^2||_2 over the source neurons, "
+                                                    "a silent source sends nothing (ReLU(0) = 0; docs/training.md)")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
     coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "
@@ -233,6 +241,16 @@ class TrainingConfig:
                               "given the MLPs (additive update, dense W only); 0 = off (fvjax.train.refit)")
     W_refit_frames: int = _opt(5000, lo=1, doc="training frames (evenly spread) the W refit solves over")
     W_refit_ridge: float = _opt(1e-3, lo=0.0, doc="ridge added to the W refit's Gram matrix")
+    sparsity: str = _opt("none", choices=SPARSITY_MODES,
+                         doc="replace_embedding_function: at the end of some epochs, cluster the neurons' f_theta "
+                             "profiles, snap each embedding to its cluster's median and refit f_theta "
+                             "(fvjax.train.snap; multi-epoch runs only)")
+    sparsity_freq: int = _opt(4, lo=1, doc="the snap runs after epoch e (0-based) when e % freq == freq - 1 "
+                              "and e < n_epochs - freq")
+    cluster_distance_threshold: float = _opt(0.1, lo=0.0, doc="single-linkage distance (> 0) on the profiles' "
+                                             "2-component PCA scaled to [0, 1]")
+    fix_cluster_embedding: bool = _opt(True, doc="in the epoch after a snap the embeddings and g_phi do not "
+                                       "learn (learning rate 0; W and f_theta do)")
     lr_scheduler: str = _opt("none", choices=SCHEDULERS)
     lr_scheduler_T0: int = _opt(1000, lo=1)
     lr_scheduler_T_mult: int = _opt(2, lo=1)
@@ -261,6 +279,9 @@ class TrainingConfig:
         if self.recurrent_training and self.neural_ODE_training:
             raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
                               "choose one (Euler unrolls or an ODE solver)")
+        if self.cluster_distance_threshold <= 0:
+            raise ConfigError(f"training.cluster_distance_threshold: {self.cluster_distance_threshold!r} must be "
+                              "above 0 (a distance on profiles scaled to [0, 1]; the reference uses 0.1)")
 
 
 @dataclass(frozen=True)
@@ -334,7 +355,7 @@ HINTS = {"training": {"learning_rate_W": "lr_W", "learning_rate_embedding": "lr_
 UNSUPPORTED_UNLESS = {
     "simulation": {"derivative_smoothing_window": (1,)},
     "graph_model": {"omega_f_learning": (False,)},
-    "training": {"sparsity": ("none",), "coeff_f_theta_msg_diff": (0,),
+    "training": {"coeff_f_theta_msg_diff": (0,),
                  "coeff_update_u_diff": (0,), "coeff_update_msg_diff": (0,), "coeff_f_theta_linearity": (0,),
                  "coeff_f_theta_centering": (0,), "time_window": (0,),
                  "coeff_f_theta_diff": (0,), "coeff_f_theta_msg_sign": (0,), "coeff_W_sign": (0,),

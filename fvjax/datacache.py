@@ -22,6 +22,9 @@ from .config import Config, to_dict
 NOT_IN_DATA = ("chunk_frames", "measurement_noise_level", "data_cache")
 NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see networks.flyvis.resolve_ground_truth)
 KEY_VERSION = 1   # bump when the dataset files change for the same settings
+# simulation keys added after KEY_VERSION 1: left out of the name while at these (their defaults, which
+# reproduce the earlier files), so datasets made before the key existed keep their names
+LATER_KEYS = {"blank_prefix_fraction": 0.0}
 
 
 def ground_truth_digest(source: str) -> str:
@@ -40,7 +43,8 @@ def ground_truth_digest(source: str) -> str:
 
 def data_settings(cfg: Config) -> dict:
     """The settings a dataset's files depend on (JSON-able)."""
-    sim = {k: v for k, v in to_dict(cfg)["simulation"].items() if k not in NOT_IN_DATA}
+    sim = {k: v for k, v in to_dict(cfg)["simulation"].items()
+           if k not in NOT_IN_DATA and not (k in LATER_KEYS and v == LATER_KEYS[k])}
     sim["ground_truth"] = ground_truth_digest(cfg.simulation.ground_truth)
     return {"key_version": KEY_VERSION, "simulation": sim}
 

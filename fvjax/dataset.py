@@ -272,3 +272,13 @@ def verify_dataset(path: str | Path, chunk_frames: int = 4096) -> None:
             if h.hexdigest() != data.manifest["splits"][split]["arrays"][name]["sha256"]:
                 raise DatasetError(f"{path}/{split}/{name}.npy: checksum mismatch (file changed or truncated); "
                                    f"delete {path} and generate it again")
+
+
+def spread_frames(n_frames: int, count: int) -> np.ndarray:
+    """``count`` frame indices evenly spread over ``n_frames`` (all of them if fewer), sorted, unique."""
+    return np.unique(np.linspace(0, n_frames - 1, min(count, n_frames)).astype(np.int64))
+
+
+def voltage_sample(split: Split, count: int) -> np.ndarray:
+    """(F, N) float64: the voltages of ``count`` frames spread over ``split`` (all of them if fewer)."""
+    return np.asarray(split.voltage[spread_frames(len(split), count)], np.float64)

@@ -27,6 +27,7 @@ from .config import UPDATE_TYPES
 from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
 VARIANTS = ("flyvis_A", "flyvis_B", "dense")
+GAIN_HIDDEN = 32   # width of the gain MLP of update "gain"
 FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a learned SIREN field
 # update rule -> f_theta's inputs besides the embedding (one table with the config's update_type)
 UPDATE_INPUTS = dict(UPDATE_TYPES.values())
@@ -110,6 +111,15 @@ def dense_graph(n_nodes: int, input_index) -> Graph:
     return Graph(jnp.asarray(src), jnp.asarray(dst), jnp.asarray(np.asarray(input_index, np.int32)))
 
 
+def _gain_params(key, spec: ModelSpec, dtype) -> dict:
+    """f_gain of update "gain", from its own stream (the other parameters are drawn as without it)."""
+    return {"f_gain": mlp_init(jax.random.fold_in(key, 7), [spec.embedding_dim, GAIN_HIDDEN, 1], dtype)}
+
+
+# update rule -> its parameters besides g_phi, f_theta, a and W
+UPDATE_PARAMS = {"gain": _gain_params}
+
+
 def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     """Parameters: ``g_phi``, ``f_theta`` (lists of {w, b}), ``a`` (N, d) = ones, ``W`` (E,)."""
     k_g, k_f, k_w = jax.random.split(key, 3)
@@ -121,6 +131,7 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     sd = stds[spec.w_init_mode]
     params = {"g_phi": mlp_init(k_g, g_sizes, dtype), "f_theta": mlp_init(k_f, f_sizes, dtype),
               "a": jnp.ones((spec.n_nodes, spec.embedding_dim), dtype)}
+    params.update(UPDATE_PARAMS.get(spec.update, lambda *_: {})(key, spec, dtype))
     if spec.low_rank:   # factors whose product has the std the full W would have
         factor = (sd**2 / spec.low_rank) ** 0.25
         k_l, k_r = jax.random.split(k_w)
@@ -199,13 +210,24 @@ def _additive_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Arra
     return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + msg + stim
 
 
+def message_gain(params: dict, spec: ModelSpec, a) -> jax.Array:
+    """(...,) the per-neuron gain 1 + f_gain(a) on msg + e of update "gain" (about 1 at init)."""
+    return 1.0 + mlp_apply(params["f_gain"], a, spec.activation)[..., 0]
+
+
+def _gain_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
+    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + message_gain(params, spec, a) * (msg + stim)
+
+
 # the update rule per ModelSpec.update
-UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update}
+UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update, "gain": _gain_update}
 
 
 def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
-    """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic) or f_theta([v, a]) + msg + e
-    (additive, the reference's signal GNN)."""
+    """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic), f_theta([v, a]) + msg + e
+    (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
+    flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg)."""
     return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
 

@@ -191,7 +191,7 @@ def run_lock(run_dir: Path):
 
 def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool,
                 verify_data: bool = False) -> dict:
-    from .evaluate import evaluate, quick_metrics, write_analysis_log, write_metrics
+    from .evaluate.report import evaluate, quick_metrics, write_analysis_log, write_metrics
     from .train import fit, model_spec
 
     started = time.time()
@@ -231,8 +231,8 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
 def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) -> None:
     import csv
 
-    from . import plots
-    from .evaluate import atomic_write_text
+    from .evaluate import plots
+    from .evaluate.report import atomic_write_text
 
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 PER_TYPE_COLUMNS = ("type", "n_neurons", "tau_true", "tau_learned", "V_rest_true", "V_rest_learned",
                     "W_R2", "cluster", "cluster_share")
-# per-neuron parameter of a ground truth -> its recovered array (fvjax.pde_n2_recovery); medians per type
+# per-neuron parameter of a ground truth -> its recovered array (fvjax.evaluate.pde_n2); medians per type
 PARAMETER_COLUMNS = {"c": "c_hat", "s": "s_hat", "g": "g_hat"}
 
 

@@ -154,3 +154,17 @@ def test_random_streams_are_named_not_seed_arithmetic():
     pattern = re.compile(r"(PRNGKey|RandomState|default_rng)\([^)]*\bseed\s*\+")
     offenders = [str(p) for p in (PACKAGE / "train").rglob("*.py") if pattern.search(p.read_text())]
     assert not offenders
+
+
+def test_evaluate_reexports_every_public_name_of_report():
+    """``fvjax.evaluate`` lists the report's names by hand (so that importing it stays light); a name
+    added to report.py and forgotten there fails here, and every listed name resolves."""
+    import fvjax.evaluate as E
+
+    tree = ast.parse((PACKAGE / "evaluate" / "report.py").read_text())
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    public = {name for name in defined if not name.startswith("_")}
+    assert public == set(E._REPORT)
+    for name in E._REPORT:
+        assert getattr(E, name) is not None

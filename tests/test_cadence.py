@@ -128,3 +128,14 @@ def test_resume_drops_check_rows_after_the_checkpoint(tmp_path):
     assert path.read_text() == "iteration,connectivity_R2\n4000,0.88\n8000,0.91\n"
     _truncate_checks(path, 2480)
     assert path.read_text() == "iteration,connectivity_R2\n"
+
+
+def test_resume_drops_check_rows_of_any_line_ending(tmp_path):
+    """A file written by an older version (CRLF rows after an LF header) is cut by value, not by line,
+    and comes back with one line ending."""
+    from fvjax.train.loop import _truncate_checks
+
+    path = tmp_path / "metrics_during.csv"
+    path.write_bytes(b"iteration,connectivity_R2\n4000,0.88\r\n8000,0.91\r\n12000,0.93\r\n")
+    _truncate_checks(path, 8000)
+    assert path.read_bytes() == b"iteration,connectivity_R2\n4000,0.88\n8000,0.91\n"

@@ -110,7 +110,7 @@ def test_read_rows_equals_indexing_without_mapping_pages(tmp_path):
 
 
 def test_per_neuron_scores_chunked_equals_whole():
-    from fvjax.metrics import per_neuron_scores
+    from fvjax.evaluate.metrics import per_neuron_scores
 
     rng = np.random.default_rng(1)
     true, pred = rng.normal(size=(40, 10)), rng.normal(size=(40, 10))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fvjax import diagnostics as D
+from fvjax.evaluate import diagnostics as D
 
 # 3 neurons, 4 edges: 0->1 (+2), 1->2 (-1), 2->0 (+1), 0->2 (+3)
 SRC = np.array([0, 1, 2, 0])
@@ -185,3 +185,16 @@ def test_message_offset_parts_sum_to_the_mean_message_difference():
     np.testing.assert_allclose(s2, 0, atol=1e-12)
     dW = gain[dst] * W_raw * slope[src] - W_true
     np.testing.assert_allclose(w2, np.bincount(dst, dW * np.maximum(V, 0).mean(0)[src], minlength=n), rtol=1e-12)
+
+
+def test_drift_command_without_checkpoints_skips_the_vrest_table(two_runs, tmp_path, capsys):
+    import shutil
+
+    from fvjax.experiments import drift
+
+    run = tmp_path / "copy"
+    shutil.copytree(two_runs[1], run, ignore=shutil.ignore_patterns("checkpoints", "vrest.json"))
+    assert drift.main([str(run), "--top", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "V_rest table skipped" in captured.err and "checkpoint" in captured.err
+    assert "Traceback" not in captured.err and not (run / "vrest.json").exists()

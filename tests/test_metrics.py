@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fvjax import metrics as MT
+from fvjax.evaluate import metrics as MT
 from fvjax import model as M
 from tests.test_model_train import _toy_graph
 

@@ -281,7 +281,7 @@ def test_flyvis_B_variant():
         assert terms["g_phi_norm"] > 0 and np.isfinite(float(loss))
         grads = jax.grad(lambda p: one_step_loss(p, spec, graph, batch, 0.7, c)[0])(params)
         assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
-        from fvjax import metrics as MT
+        from fvjax.evaluate import metrics as MT
 
         slopes = MT.g_phi_slopes(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))
         assert slopes.shape == (conn.n_nodes,) and np.isfinite(np.asarray(slopes)).all()
@@ -370,3 +370,35 @@ def test_ode_methods_in_config_have_solvers():
     from fvjax.train.ode import SOLVERS
     choices = next(f for f in dataclasses.fields(TrainingConfig) if f.name == "ode_method").metadata.get("choices")
     assert set(choices) == set(SOLVERS)
+
+
+def test_g_phi_zero_penalty_hand_value_and_gate():
+    """c ||g_phi(0, a_j)^2||_2: with g_phi's last layer zeroed but its bias b, g^2 = b^2 everywhere, so
+    the term is c sqrt(N) b^2; a random g_phi against numpy; off (and gradient-free) at c = 0."""
+    conn, graph = _toy_graph()
+    spec = _spec(conn)
+    params = _randomize(M.init(jax.random.PRNGKey(0), spec), jax.random.PRNGKey(1))
+    v0 = jax.random.normal(jax.random.PRNGKey(3), (conn.n_nodes,))
+    c = coefficients(load_config(None, {"training.coeff_g_phi_zero": 0.4}).training, 0)
+    const = jax.tree.map(lambda x: x, params)
+    const["g_phi"][-1] = {"w": jnp.zeros_like(params["g_phi"][-1]["w"]), "b": jnp.full_like(params["g_phi"][-1]["b"], 0.3)}
+    assert float(regularizers(const, spec, v0, 0.7, c)["g_phi_zero"]) == pytest.approx(0.4 * np.sqrt(conn.n_nodes) * 0.09, rel=1e-5)
+
+    x = np.concatenate([np.zeros((conn.n_nodes, 1)), np.asarray(params["a"], np.float64)], -1)
+    for layer in params["g_phi"][:-1]:
+        x = np.maximum(x @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64), 0)
+    g0 = (x @ np.asarray(params["g_phi"][-1]["w"], np.float64) + np.asarray(params["g_phi"][-1]["b"], np.float64))[:, 0]
+    expect = 0.4 * np.sqrt(np.sum(g0**4))
+    assert expect > 1e-6
+    assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_zero"]) == pytest.approx(expect, rel=1e-5)
+
+    off = coefficients(load_config().training, 0)
+    assert float(regularizers(params, spec, v0, 0.7, off)["g_phi_zero"]) == 0.0
+
+    def grad_of(coeffs):
+        return jax.grad(lambda q: regularizers(q, spec, v0, 0.7, coeffs)["g_phi_zero"])(params)
+
+    g_on, g_off = grad_of(c), grad_of(off)
+    assert np.abs(np.asarray(g_on["g_phi"][0]["w"])).max() > 0
+    assert np.all(np.asarray(g_on["a"]) == 0)          # the embeddings are detached, as in g_phi_norm
+    assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g_off))

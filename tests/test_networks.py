@@ -55,7 +55,7 @@ def test_default_type_count_and_ground_truth_file_per_model(tmp_path):
 
 
 def test_tuning_refuses_a_kind_without_cell_types(tmp_path):
-    from fvjax.tuning import TuningError, load_tunable
+    from fvjax.evaluate.tuning import TuningError, load_tunable
 
     (tmp_path / "config.yaml").write_text("simulation:\n  network: synthetic\n")
     with pytest.raises(TuningError, match="synthetic network; tuning needs the flyvis connectome"):

@@ -95,7 +95,7 @@ def test_config_guards_and_cli():
         _sim(n_neuron_types=3)
     assert main(["--model", "PDE_N2", "--spectral-radius", "1.5", "--time-steps", "1"]) == 2
     args = type("Args", (), {"seed": 2, "model": "PDE_N2", "model_low_rank": None, "dale": False, "ode": False,
-                             "set": []})()
+                             "set": [], "recipe": "default"})()
     for flag in ("n_frames", "n_neurons", "low_rank", "connectivity_type", "spectral_radius", "n_iter",
                  "ode_method", "noise_recurrent_level"):
         setattr(args, flag, None)

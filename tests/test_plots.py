@@ -1,6 +1,6 @@
 import numpy as np
 
-from fvjax.plots import DEFAULT_TYPES, activity_overview, hex_positions
+from fvjax.evaluate.plots import DEFAULT_TYPES, activity_overview, hex_positions
 
 
 def test_activity_overview(conn, tmp_path):

@@ -51,20 +51,32 @@ PDE_N2_BEFORE = {"graph_model.update_type": "generic", "graph_model.g_phi_input"
 PDE_N2_FLOOR = 0.2   # connectivity R^2 (W k against g W) after 6,000 iterations
 
 
-def _pde_n2_run(tmp_path, sets: dict) -> dict:
+def _pde_n2_run(tmp_path, sets: dict, n_frames: int = 20000, n_iter: int = 6000) -> dict:
     from fvjax.experiments.synthetic import main
 
     extra = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
-    assert main(["--model", "PDE_N2", "--time-steps", "1", "--n-iter", "6000", "--quiet", "--out", str(tmp_path),
-                 "--set", "training.eval_every=3000", *extra]) == 0
+    assert main(["--model", "PDE_N2", "--time-steps", "1", "--n-iter", str(n_iter), "--n-frames", str(n_frames),
+                 "--quiet", "--out", str(tmp_path), "--set", f"training.eval_every={n_iter // 2}", *extra]) == 0
     return json.loads((tmp_path / "PDE_N2" / "seed0" / "ts1" / "metrics.json").read_text())
 
 
 @pytest.mark.slow
 def test_quality_pde_n2_signal_gnn(tmp_path):
-    """The reference's signal GNN learns the PDE_N2 network's couplings (still far from R^2 0.99)."""
+    """On 20,000 frames the reference's signal GNN learns the PDE_N2 couplings, far from R^2 0.99."""
     metrics = _pde_n2_run(tmp_path, {})
     assert metrics["connectivity_R2"] >= PDE_N2_FLOOR, metrics["connectivity_R2"]
+
+
+# The seed-003 study calls a run converged at connectivity R^2 > 0.9; with the reference's 100,000 frames
+# (the preset since 2026-12-01) that is reached within 12,000 iterations, while on 20,000 frames the
+# same GNN stays near 0.33 there (docs/results.md).
+PDE_N2_CONVERGED = 0.9
+
+
+@pytest.mark.slow
+def test_quality_pde_n2_converges_on_the_reference_frames(tmp_path):
+    metrics = _pde_n2_run(tmp_path, {}, n_frames=100000, n_iter=12000)
+    assert metrics["connectivity_R2"] > PDE_N2_CONVERGED, metrics["connectivity_R2"]
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from fvjax import metrics as MT
+from fvjax.evaluate import metrics as MT
 from fvjax import model as M
 from fvjax.config import ConfigError, from_dict, load_config
 from fvjax.train import Batch, coefficients, init_state, make_optimizer, make_steps, one_step_loss

@@ -144,5 +144,31 @@ def test_generated_sources(kind):
     assert not np.array_equal(train, other)
 
 
+@pytest.mark.parametrize("kind", ["natural", "DAVIS"])
+def test_blank_prefix_darkens_the_start_of_each_training_sequence(kind, tmp_path):
+    sets = {"simulation.n_frames": 200, "simulation.n_test_frames": 40, "simulation.sequence_frames": [30, 30]}
+    if kind == "DAVIS":
+        _write_davis(tmp_path, {n: 30 for n in "abcde"})
+        sets = {"simulation.visual_input_type": "DAVIS", "simulation.datavis_roots": [str(tmp_path)],
+                "simulation.min_video_frames": 5, "simulation.max_video_frames": 30, "simulation.n_frames": 200}
+    plain_train, plain_test = train_test_frames(load_config(None, sets).simulation)
+    train, test = train_test_frames(load_config(None, {**sets, "simulation.blank_prefix_fraction": 0.25}).simulation)
+    dark = np.zeros(200, bool)
+    for start in range(0, 200, 30):                  # 30-frame sequences: frames 0-6 of each are dark (floor(7.5))
+        dark[start:start + 7] = True
+    assert (train[dark] == 0).all()
+    np.testing.assert_array_equal(train[~dark], plain_train[~dark])   # the rest is the same movie
+    assert (plain_train[dark].max(axis=1) > 0).all()
+    np.testing.assert_array_equal(test, plain_test)                   # test movies unchanged
+    again, _ = train_test_frames(load_config(None, sets).simulation)
+    np.testing.assert_array_equal(again, plain_train)                 # the source arrays were not modified
+
+
+def test_blank_prefix_range_is_checked():
+    from fvjax.config import ConfigError
+    with pytest.raises(ConfigError, match="blank_prefix_fraction"):
+        load_config(None, {"simulation.blank_prefix_fraction": 1.0})
+
+
 def test_natural_split_is_disjoint():
     assert not set(movies.NATURAL_TEST_IMAGES) & set(movies.NATURAL_IMAGES[:12])

@@ -1,4 +1,4 @@
-"""Direction selectivity (fvjax.tuning): the DSI on toy tuning curves, the true model 000's T4/T5
+"""Direction selectivity (fvjax.evaluate.tuning): the DSI on toy tuning curves, the true model 000's T4/T5
 against columnar types, and ``fvjax tuning`` end to end on a tiny run (the ``two_runs`` fixture)."""
 
 import json
@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from fvjax import tuning as TU
+from fvjax.evaluate import tuning as TU
 
 ANGLES = np.arange(0, 360, 30.0)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

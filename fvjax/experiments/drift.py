@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     from fvjax.runs import load_run
 
     try:
-        data = load_run(run).dataset if files else None
+        opened = load_run(run) if files else None
+        data = opened.dataset if opened else None
     except (FileNotFoundError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
         print(f"error: {run} has no during/recovered_*.npz; run a training there first", file=sys.stderr)
         return 2
     from fvjax.connectome import build_connectome
-    from fvjax.diagnostics import drift_table
+    from fvjax.evaluate.diagnostics import drift_table
     from fvjax.networks.flyvis import dataset_ground_truth
 
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
@@ -58,21 +59,26 @@ def main(argv=None) -> int:
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
     if (run / "recovered.npz").is_file():
-        print_vrest(run, data, conn, gt, args.top)
+        try:
+            print_vrest(opened, conn, gt, args.top)
+        except FileNotFoundError as err:   # recovered.npz without a checkpoint (deleted to save space)
+            print(f"V_rest table skipped: {err}", file=sys.stderr)
     return 0
 
 
-def print_vrest(run: Path, data, conn, gt, top: int) -> None:
-    """The end-of-run V_rest errors next to the learned message's constant offset (writes vrest.json)."""
+def print_vrest(opened, conn, gt, top: int) -> None:
+    """The end-of-run V_rest errors next to the learned message's constant offset (writes vrest.json);
+    ``opened``: the run (fvjax.runs.Run)."""
     import jax.numpy as jnp
 
     from fvjax import model as M
-    from fvjax.diagnostics import message_offset_parts, vrest_table
-    from fvjax.runs import load_run
+    from fvjax.dataset import spread_frames
+    from fvjax.evaluate.diagnostics import message_offset_parts, vrest_table
 
-    rec = dict(np.load(run / "recovered.npz"))
-    params, spec = load_run(run).params()
-    frames = np.linspace(0, len(data.train) - 1, min(400, len(data.train))).astype(int)
+    run, data = opened.path, opened.dataset
+    rec = opened.recovered
+    params, spec = opened.params()
+    frames = spread_frames(len(data.train), 400)
     voltage = np.asarray(data.train.voltage[frames], np.float32)
     rate = np.maximum(voltage.astype(np.float64), 0).mean(0)
     g_mean = np.concatenate([np.asarray(M.edge_function(params, spec, jnp.asarray(chunk), params["a"]), np.float64)

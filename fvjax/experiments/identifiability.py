@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from fvjax.metrics import r2_affine
+from fvjax.evaluate.metrics import r2_affine
 
 
 def effective_truth(net) -> np.ndarray:
@@ -50,13 +50,13 @@ def free_update_r2(U, Y, net, rows: int) -> dict:
 
 
 def learned_functions_r2(run_dir: str, ridge: float = 1e-3) -> dict:
-    from fvjax.pde_n2_recovery import pde_n2_scores
+    from fvjax.evaluate.pde_n2 import pde_n2_scores_on_data
     from fvjax.runs import load_run
     from fvjax.train.refit import refit_W
     run = load_run(run_dir)
     params, spec = run.params()
     data, net = run.dataset, run.ground_truth
-    scores, arrays = pde_n2_scores(params, spec, net, data.train.node_mean, data.train.node_std)
+    scores, arrays = pde_n2_scores_on_data(params, spec, net, data)
     refit = refit_W(params, spec, run.graph, data, len(data.train), ridge)     # every training frame
     W_star = np.asarray(refit["W"], np.float64).reshape(spec.n_nodes, -1) * arrays["g_phi_tanh_gain"][None, :]
     off = ~np.eye(spec.n_nodes, dtype=bool)

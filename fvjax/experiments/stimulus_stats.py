@@ -8,7 +8,7 @@ fraction of voltages below 0 (rectified by ReLU), the number of near-silent type
 < 0.01), the effective rank (90 %/99 %, the reference's definition), and per type the range of the
 true summed input (message) relative to its std (how far msg = 0 lies from the data), and per type
 how well a constant input can be told apart from the neuron's regressors
-(``fvjax.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
+(``fvjax.evaluate.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
 weights of almost constant sources, docs/drift.md). Writes ``stimulus_stats.json`` in --out.
 """
 
@@ -24,8 +24,9 @@ import numpy as np
 
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
-    from fvjax.diagnostics import rest_identifiability
-    from fvjax.metrics import effective_rank
+    from fvjax.dataset import spread_frames
+    from fvjax.evaluate.diagnostics import rest_identifiability
+    from fvjax.evaluate.metrics import effective_rank
 
     std = voltage.std(0)
     per_type_std = np.array([np.median(std[conn.node_type == t]) for t in range(conn.n_types)])
@@ -35,8 +36,7 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     zero_dist = np.abs(msg.mean(0)) / np.maximum(msg.std(0), 1e-9)
     per_type_zero = {conn.type_names[t]: float(np.median(zero_dist[conn.node_type == t])) for t in range(conn.n_types)}
     r90, r99 = effective_rank(voltage)
-    frames = np.linspace(0, len(voltage) - 1, min(400, len(voltage))).astype(int)
-    ident = rest_identifiability(voltage[frames], conn.edge_src, conn.edge_dst, conn.n_nodes)
+    ident = rest_identifiability(voltage[spread_frames(len(voltage), 400)], conn.edge_src, conn.edge_dst, conn.n_nodes)
     per_type_ident = np.array([np.median(ident[conn.node_type == t]) for t in range(conn.n_types)])
     return {"median_type_std": float(np.median(per_type_std)), "fraction_below_0": float((voltage < 0).mean()),
             "silent_types": int((per_type_std < 0.01).sum()), "effective_rank_90": r90, "effective_rank_99": r99,

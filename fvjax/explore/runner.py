@@ -98,7 +98,7 @@ class Exploration:
 
     def append(self, event: dict) -> None:
         """Journal ``event`` and re-render the text log from the journal."""
-        from ..evaluate import atomic_write_text
+        from ..evaluate.report import atomic_write_text
 
         append_event(self.journal, event)
         atomic_write_text(self.log, render_log(read_events(self.journal), self.s.reward_key))

@@ -56,7 +56,7 @@ def _all_to_all(cls):
 
 @_all_to_all
 class SyntheticNetwork(NamedTuple):
-    """Ground truth of a synthetic network; also serves as the ``conn``/``gt`` of :func:`fvjax.evaluate`."""
+    """Ground truth of a synthetic network; also serves as the ``conn``/``gt`` of :func:`fvjax.evaluate.evaluate`."""
 
     W: np.ndarray            # (N * N,) row-major: W[i * N + j] = weight j -> i (edge order of dense_graph)
     tau: np.ndarray          # (N,)
@@ -71,8 +71,8 @@ class SyntheticNetwork(NamedTuple):
 
 @_all_to_all
 class PDEN2Network(NamedTuple):
-    """Ground truth of a PDE_N2 network; also its own ``conn``/``gt`` for :func:`fvjax.evaluate`, which
-    scores it with :mod:`fvjax.pde_n2_recovery`; tau = 1/c and V_rest = 0 serve the shared fields."""
+    """Ground truth of a PDE_N2 network; also its own ``conn``/``gt`` for :func:`fvjax.evaluate.evaluate`, which
+    scores it with :mod:`fvjax.evaluate.pde_n2`; tau = 1/c and V_rest = 0 serve the shared fields."""
 
     W: np.ndarray            # (N * N,) row-major: W[i * N + j] = weight j -> i
     g: np.ndarray            # (N,) coupling gain

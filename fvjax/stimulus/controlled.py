@@ -3,7 +3,7 @@ bars, full-field flashes and drifting gratings. Each returns hexal luminance (n_
 array the simulator consumes (``fvjax.simulate.expand_frame`` copies it to the 8 photoreceptor types).
 
 Geometry: hexal (u, v) sits at x = (sqrt(3)/2) v, y = -(u + v/2), in columns (neighbours 1 apart),
-the orientation of :func:`fvjax.plots.hex_positions` (x right, y up). ``angle`` (degrees,
+the orientation of :func:`fvjax.evaluate.plots.hex_positions` (x right, y up). ``angle`` (degrees,
 counterclockwise from +x) is the direction of motion; ``speed`` is in columns per second (flyvis's
 ommatidia per second); widths and periods are in columns. A hexal's distance along the motion axis
 is d = x cos(angle) + y sin(angle); it integrates a window one column wide along that axis, so an

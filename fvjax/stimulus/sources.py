@@ -3,6 +3,7 @@
 Generated kinds draw sequences of ``sequence_frames`` length forever from a seeded generator;
 ``DAVIS`` cycles through its shuffled augmented videos (train) or makes one pass (test). Frames are
 concatenated back to back, like the reference (the voltage is not reset between sequences).
+``blank_prefix_fraction`` darkens the start of every training sequence (test movies stay as they are).
 """
 
 from __future__ import annotations
@@ -75,6 +76,18 @@ def _take(stream: Iterator[np.ndarray], n_frames: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def blank_prefix(stream: Iterator[np.ndarray], fraction: float) -> Iterator[np.ndarray]:
+    """Each sequence with its first ``floor(fraction len)`` frames dark (0); copies, the input untouched."""
+    for seq in stream:
+        out = np.array(seq, copy=True)
+        out[: int(fraction * len(out))] = 0.0
+        yield out
+
+
+def _train_stream(stream: Iterator[np.ndarray], cfg: SimulationConfig) -> Iterator[np.ndarray]:
+    return blank_prefix(stream, cfg.blank_prefix_fraction) if cfg.blank_prefix_fraction > 0 else stream
+
+
 def _cycle(seqs: list[np.ndarray]) -> Iterator[np.ndarray]:
     while True:
         yield from seqs
@@ -85,11 +98,11 @@ def train_test_frames(cfg: SimulationConfig, seed: int | None = None) -> tuple[n
     seed = cfg.seed if seed is None else seed
     if cfg.visual_input_type == "DAVIS":
         train_seqs, test_seqs = _davis_splits(cfg, seed)
-        train = _take(_cycle(train_seqs), cfg.n_frames)
+        train = _take(_train_stream(_cycle(train_seqs), cfg), cfg.n_frames)
         test = (np.concatenate(test_seqs) if cfg.n_test_frames == 0
                 else _take(_cycle(test_seqs), cfg.n_test_frames))
         return train, test.astype(np.float32)
     n_test = cfg.n_test_frames or max(cfg.n_frames // 8, 1)
     train_rng, test_rng = (np.random.default_rng([seed, k]) for k in (0, 1))
-    return (_take(_generated(cfg.visual_input_type, "train", train_rng, cfg), cfg.n_frames),
+    return (_take(_train_stream(_generated(cfg.visual_input_type, "train", train_rng, cfg), cfg), cfg.n_frames),
             _take(_generated(cfg.visual_input_type, "test", test_rng, cfg), n_test))

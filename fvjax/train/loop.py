@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,9 @@ from ..rng import stream_key, stream_rng
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
-from .optim import make_optimizer
+from .optim import fresh_moments, make_optimizer
 from .refit import refit_W
+from .snap import SNAPS, frozen_groups, record_snap, snap_due, training_voltages
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
 from .tensorboard import open_tensorboard
@@ -126,7 +127,6 @@ class _Loop:
     graph: M.Graph
     run_dir: Path
     spec: M.ModelSpec
-    optimizer: Any
     n_iter: int
     cadence: EvalCadence
     log: "TrainingLog"
@@ -134,6 +134,11 @@ class _Loop:
     checkpoint_every_s: float
     t0: float
     last_ckpt: float = field(default_factory=time.time)
+
+    def optimizer_for(self, epoch: int):
+        """Adam for ``epoch``: a and g_phi at learning rate 0 in the epoch after an embedding snap (every
+        one has the same state structure; memoised, so each compiles its step once)."""
+        return make_optimizer(self.cfg.training, frozen=frozen_groups(self.cfg.training, epoch))
 
     def block_size(self, it: int) -> int:
         """Steps until the next grid point (epoch end, check, W refit), at most ``steps_per_call``."""
@@ -164,7 +169,7 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
 
     cfg, data, n_iter = loop.cfg, loop.data, loop.n_iter
     recurrent, time_step = _epoch_mode(cfg, epoch)
-    _, scanned = make_steps(loop.spec, loop.optimizer, step_config(cfg, epoch))
+    _, scanned = make_steps(loop.spec, loop.optimizer_for(epoch), step_config(cfg, epoch))
     coeffs = coefficients(cfg.training, epoch)
     idx = frame_indices(cfg, len(data.train), epoch, n_iter, time_step)
     xnorm = jnp.asarray(data.xnorm, jnp.float32)
@@ -187,10 +192,28 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
     return state
 
 
+def _epoch_end(loop: _Loop, state, epoch: int, progress: bool):
+    """What follows an epoch, before its checkpoint: the embedding snap when due (``training.sparsity``),
+    and a fresh Adam after a snap and after the epoch that follows one (the reference rebuilds it)."""
+    tr = loop.cfg.training
+    if snap_due(tr, epoch):
+        params, info = SNAPS[tr.sparsity](state.params, loop.spec, training_voltages(loop.data), tr)
+        record_snap(loop.run_dir, epoch, info)
+        state = state._replace(params=params)
+        if progress:
+            print(f"epoch {epoch + 1}: embeddings snapped to {info['n_clusters']} cluster medians, f_theta refit "
+                  f"(loss {info['refit_loss'][0]:.4g} -> {info['refit_loss'][1]:.4g}; {loop.run_dir / 'snaps.json'})",
+                  flush=True)
+    if snap_due(tr, epoch) or (epoch > 0 and snap_due(tr, epoch - 1)):
+        state = state._replace(opt_state=fresh_moments(loop.optimizer_for(epoch + 1), state.opt_state, state.params))
+    return state
+
+
 def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resume: bool = True,
         progress: bool = True, on_eval: Callable[[dict, int], dict] | None = None,
         checkpoint_every_s: float = 600.0) -> FitResult:
-    """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows.
+    """Train for ``training.n_epochs`` epochs, writing ``loss.csv``, checkpoints and eval rows (and
+    ``snaps.json`` when ``training.sparsity`` snaps the embeddings at an epoch end, :mod:`fvjax.train.snap`).
 
     ``on_eval(params, iteration) -> dict`` is called on the grid of ``eval_every`` iterations (default
     10 per epoch) while its cost stays within ``eval_budget`` of the training time (see
@@ -209,11 +232,12 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     state, start_epoch, start_iter, elapsed = _restore(
         run_dir, resume, init_state(M.init(stream_key(tr.seed, "init"), spec), optimizer), n_iter)
     cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
-    loop = _Loop(cfg, data, graph, run_dir, spec, optimizer, n_iter, cadence,
+    loop = _Loop(cfg, data, graph, run_dir, spec, n_iter, cadence,
                  TrainingLog(run_dir, tensorboard=tr.tensorboard), on_eval, checkpoint_every_s, time.time() - elapsed)
     try:
         for epoch in range(start_epoch, tr.n_epochs):
             state = _epoch(loop, state, epoch, start_iter if epoch == start_epoch else 0, progress)
+            state = _epoch_end(loop, state, epoch, progress)
             loop.log.flush()
             save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - loop.t0, step=(epoch + 1) * n_iter)
     finally:
@@ -252,12 +276,12 @@ def _truncate_checks(path: Path, step: int) -> None:
     """Drop recovery-check rows after the checkpoint we resume from (they will be redone)."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) <= step]
-    if len(keep) < len(lines):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    keep = [r for r in rows if int(float(r["iteration"])) <= step]
+    if len(keep) < len(rows):
+        _rewrite_csv(path, list(reader.fieldnames), keep)
 
 
 def widen_csv_header(path: Path, fields: list[str]) -> list[str]:
@@ -274,13 +298,18 @@ def widen_csv_header(path: Path, fields: list[str]) -> list[str]:
             return old
         rows = list(reader)
     union = old + [k for k in fields if k not in old]
+    _rewrite_csv(path, union, rows)
+    return union
+
+
+def _rewrite_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Replace the CSV at ``path`` by ``fields`` and ``rows`` (missing cells empty), atomically."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=union, restval="")
+        w = csv.DictWriter(f, fieldnames=fields, restval="", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
-    return union
 
 
 def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
@@ -288,13 +317,11 @@ def _truncate_log(path: Path, epoch: int, iteration: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
     keep = [r for r in rows if (int(r["epoch"]), int(r["iteration"])) <= (epoch, iteration)]
     if rows and len(keep) < len(rows):
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(keep)
+        _rewrite_csv(path, list(reader.fieldnames), keep)
 
 
 class TrainingLog:
@@ -315,7 +342,7 @@ class TrainingLog:
         if self._writer is None:
             fields = widen_csv_header(self.run_dir / "loss.csv", list(row))
             self._file = open(self.run_dir / "loss.csv", "a", newline="")
-            self._writer = csv.DictWriter(self._file, fieldnames=fields, restval="")
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, restval="", lineterminator="\n")
             if self._file.tell() == 0:
                 self._writer.writeheader()
         self._writer.writerow(row)
@@ -330,7 +357,7 @@ class TrainingLog:
         fields = widen_csv_header(path, ["iteration", *values])
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval="")
+            w = csv.DictWriter(f, fieldnames=fields, restval="", lineterminator="\n")
             if new:
                 w.writeheader()
             w.writerow({"iteration": iteration, **{k: f"{v:.6f}" for k, v in values.items()}})

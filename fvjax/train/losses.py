@@ -28,6 +28,7 @@ class Coefficients(NamedTuple):
     g_phi_norm: jax.Array
     f_theta_additive: jax.Array = 0.0   # fvjax's own: see f_theta_interaction
     f_theta_zero: jax.Array = 0.0       # c ||f_theta(v=0, a, msg=0, e=0)||_2, already times the batch size
+    g_phi_zero: jax.Array = 0.0         # fvjax's own: c ||g_phi(0, a_j)^2||_2 (ReLU(0) = 0)
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -61,7 +62,7 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L1=f(cfg.coeff_f_theta_weight_L1 * annealing(cfg.coeff_f_theta_weight_L1_rate, epoch)),
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
-        f_theta_additive=f(cfg.coeff_f_theta_additive),
+        f_theta_additive=f(cfg.coeff_f_theta_additive), g_phi_zero=f(cfg.coeff_g_phi_zero),
         # the reference adds its regularisers once per frame of the batch; this one does not depend on the frame
         f_theta_zero=f(cfg.coeff_f_theta_zero * cfg.batch_size),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
@@ -93,7 +94,7 @@ def _weight_penalty(layers, c1, c2):
 def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coefficients) -> dict:
     """All regulariser terms (dict name -> scalar). ``v0``: (N,) voltages of the batch's first frame.
 
-    g_phi_diff / g_phi_norm see detached inputs (v and a), so their gradient reaches g_phi only.
+    g_phi_diff / g_phi_norm / g_phi_zero see detached inputs (v and a), so their gradient reaches g_phi only.
     """
     a = jax.lax.stop_gradient(params["a"])
     v0 = jax.lax.stop_gradient(v0)
@@ -107,16 +108,16 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     terms["f_theta_zero"] = jax.lax.cond(c.f_theta_zero > 0, lambda: c.f_theta_zero * l2(f_theta_at_zero(params, spec)),
                                          lambda: jnp.zeros((), v0.dtype))
     if not spec.pairwise:
-        m0 = M.edge_function(params, spec, v0, a)
-        m1 = M.edge_function(params, spec, v1, a)
-        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(m0 - m1))
-        ref = jnp.full_like(v0, 2.0 * xnorm)
-        terms["g_phi_norm"] = c.g_phi_norm * l2(M.edge_function(params, spec, ref, a) - 2.0 * xnorm)
+        def g_of(v_src):
+            return M.edge_function(params, spec, v_src, a)
     else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
-        def g_b(v_src):
+        def g_of(v_src):
             return M.pair_edge_function(params, spec, v0, v_src, a, a)
-        terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_b(v0) - g_b(v1)))
-        terms["g_phi_norm"] = c.g_phi_norm * l2(g_b(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
+    terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_of(v0) - g_of(v1)))
+    terms["g_phi_norm"] = c.g_phi_norm * l2(g_of(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
+    # the message of a silent source: ReLU(0) = 0 in flyvis; pins g_phi's level where the data pin only its slope
+    terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_of(jnp.zeros_like(v0))),
+                                       lambda: jnp.zeros((), v0.dtype))
     return terms
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -47,22 +49,40 @@ def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
     return warmup_cosine
 
 
-GROUP_OF = {"W_L": "W", "W_R": "W"}   # low-rank factors learn at W's rate
+GROUP_OF = {"W_L": "W", "W_R": "W",   # low-rank factors learn at W's rate
+            "f_gain": "f_theta"}       # the message gain of update "gain" is part of the update rule
 
 
 def labels(params: dict) -> dict:
     return {k: jax.tree.map(lambda _: GROUP_OF.get(k, k), v) for k, v in params.items()}
 
 
-def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0) -> optax.GradientTransformation:
-    """Adam (0.9, 0.999, eps 1e-8) per group; W's gradient norm clipped when ``grad_clip_W`` > 0."""
+@lru_cache(maxsize=32)
+def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
+                   frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    """Adam (0.9, 0.999, eps 1e-8) per group; W's gradient norm clipped when ``grad_clip_W`` > 0.
+    Groups in ``frozen`` get learning rate 0 (same state structure, so a state moves between the two;
+    the other groups' schedules are unchanged). Memoised (optax transformations are stateless), so
+    fits of one configuration in one process share their compiled steps (``make_steps``)."""
+    unknown = set(frozen) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"frozen groups {sorted(unknown)}: expected some of {GROUPS}")
     lrs = {k: v * lr_scale for k, v in group_lrs(cfg).items()}
     gnn = [v for k, v in lrs.items() if k != "NNR_f" and v > 0]   # the SIREN's tiny rate does not set the floor
     floor = min(gnn) * cfg.lr_scheduler_eta_min_ratio if gnn else 0.0
     transforms = {}
     for name, lr in lrs.items():
-        adam = optax.adam(lr_multiplier(cfg, lr, floor), b1=0.9, b2=0.999, eps=1e-8)
+        rate = lr_multiplier(cfg, 0.0, 0.0) if name in frozen else lr_multiplier(cfg, lr, floor)
+        adam = optax.adam(rate, b1=0.9, b2=0.999, eps=1e-8)
         if name == "W" and cfg.grad_clip_W > 0:
             adam = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_W), adam)
         transforms[name] = adam
     return optax.multi_transform(transforms, labels)
+
+
+def fresh_moments(optimizer: optax.GradientTransformation, opt_state, params):
+    """``optimizer``'s initial state for ``params`` (Adam's moments and bias-correction count back to 0),
+    keeping the learning-rate schedules' step counts of ``opt_state``."""
+    is_schedule = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
+    return jax.tree.map(lambda new, old: old if is_schedule(new) else new,
+                        optimizer.init(params), opt_state, is_leaf=is_schedule)

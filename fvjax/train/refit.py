@@ -15,12 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..dataset import Dataset, read_rows
-
-
-def refit_frames(n_frames: int, count: int) -> np.ndarray:
-    """``count`` training frames evenly spread over the split (all of them if fewer)."""
-    return np.unique(np.linspace(0, n_frames - 1, min(count, n_frames)).astype(np.int64))
+from ..dataset import Dataset, read_rows, spread_frames
 
 
 def _features(params, spec: M.ModelSpec, graph: M.Graph, volts, stims, chunk: int = 1024):
@@ -48,7 +43,7 @@ def refit_W(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_fr
     """``params`` with W replaced by its least-squares value given the current g_phi, f_theta, a."""
     if spec.update != "additive" or spec.variant != "dense" or spec.low_rank:
         raise ValueError("the W refit needs the additive update on a dense, full-rank W")
-    frames = refit_frames(len(data.train), n_frames)
+    frames = spread_frames(len(data.train), n_frames)
     volts, target = read_rows(data.train.voltage, frames), read_rows(data.train.target, frames)
     H, F = _features(params, spec, graph, volts, read_rows(data.train.stimulus, frames))
     W = least_squares_W(H, np.asarray(target, np.float64) - F, ridge)

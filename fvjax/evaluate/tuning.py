@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .stimulus import controlled
+from ..stimulus import controlled
 
 T4T5 = ("T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d")
 CONTRASTS = ("ON", "OFF")
@@ -80,7 +80,7 @@ def direction_selectivity(peaks: np.ndarray, angles) -> tuple[np.ndarray, np.nda
 def true_traces(circuit, v0, stimulus, record, dt: float = 0.02, tau_clamp: bool = False):
     """Noise-free Euler rollout of the true circuit from v0 (N,) for each stimulus (B, T, n_in);
     returns v after every frame at the nodes ``record``: (B, T, K)."""
-    from .simulate import rhs
+    from ..simulate import rhs
 
     def one(stim):
         def step(v, x):
@@ -93,7 +93,7 @@ def true_traces(circuit, v0, stimulus, record, dt: float = 0.02, tau_clamp: bool
 
 @partial(jax.jit, static_argnames=("spec", "dt"))
 def recovered_traces(params, spec, graph, v0, stimulus, record, dt: float = 0.02):
-    """The learned model's free rollout (:func:`fvjax.metrics.rollout`, the test_R2 one) from v0 for
+    """The learned model's free rollout (:func:`fvjax.evaluate.metrics.rollout`, the test_R2 one) from v0 for
     each stimulus (B, T, n_in): (B, T, K) at the nodes ``record``."""
     from .metrics import rollout
 
@@ -147,7 +147,7 @@ def model_traces(run, params, spec, settings: EdgeSettings, batch: int = 8, prog
     from tqdm.auto import tqdm
 
     from .metrics import rollout
-    from .simulate import expand_frame, make_circuit, steady_state
+    from ..simulate import expand_frame, make_circuit, steady_state
 
     sim = run.config.simulation
     dt, extent = sim.delta_t, sim.extent
@@ -235,7 +235,7 @@ def tuning_report(names, arrays: dict, settings: EdgeSettings, dt: float, extent
     entries = type_entries(names, tuning_stats(arrays, settings), labels)
     setup = {**asdict(settings), "dt": dt, "extent": extent, "stimulus": "moving_edge",
              "recorded": "central column (u, v) = (0, 0)", "peak": "max over the sweep of relu(v - v_rest)",
-             "units": "speed columns/s, angle degrees ccw from +x (fvjax.plots.hex_positions), time s"}
+             "units": "speed columns/s, angle degrees ccw from +x (fvjax.evaluate.plots.hex_positions), time s"}
     return {**entries, "summary": summary(entries), "settings": setup}
 
 
@@ -275,7 +275,7 @@ def save_figures(out: Path, names, arrays: dict, report: dict, settings: EdgeSet
 
 def write_report(out: Path, names, arrays: dict, report: dict, settings: EdgeSettings, dt: float) -> list[str]:
     """tuning.json, responses.npz (traces, rest states, sweep windows, settings) and the figures."""
-    from .evaluate import atomic_write_text
+    from .report import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".responses.tmp-{os.getpid()}.npz"
@@ -317,8 +317,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def load_tunable(path):
     """(run, params, spec) of a flyvis run with a checkpoint, or TuningError / FileNotFoundError."""
-    from .networks import resolve
-    from .runs import load_run
+    from ..networks import resolve
+    from ..runs import load_run
 
     run = load_run(path)
     if not resolve(run.config).cell_types:
@@ -333,8 +333,8 @@ def main(argv=None) -> int:
     if args.directions < 3 or args.batch < 1:
         print("error: --directions must be >= 3 and --batch >= 1", file=sys.stderr)
         return 2
-    from .config import ConfigError
-    from .dataset import DatasetError
+    from ..config import ConfigError
+    from ..dataset import DatasetError
 
     settings = EdgeSettings(angles=tuple(360.0 * k / args.directions for k in range(args.directions)),
                             speeds=args.speeds)

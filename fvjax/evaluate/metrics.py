@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import model as M
+from .. import model as M
 
 # ------------------------------------------------------------------------------------------ R^2
 

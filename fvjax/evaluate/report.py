@@ -9,14 +9,14 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from .. import model as M
+from ..connectome import Connectome
+from ..dataset import Dataset
+from ..groundtruth import GroundTruth
+from ..networks.synthetic import PDEN2Network
 from . import metrics as MT
-from . import model as M
-from .connectome import Connectome
-from .dataset import Dataset
 from .diagnostics import diagnose
-from .groundtruth import GroundTruth
-from .pde_n2_recovery import pde_n2_scores
-from .networks.synthetic import PDEN2Network
+from .pde_n2 import pde_n2_scores_on_data
 
 
 def probe_frames(n_frames: int, n: int = 8) -> np.ndarray:
@@ -40,12 +40,12 @@ def field_scores(params, spec, graph, data: Dataset) -> dict:
 
 # ground truths whose dynamics are not the leaky form get their own scores, which replace the
 # leaky-form probes of the same name (connectivity_R2, tau_R2) and add their parameters' R^2
-NETWORK_SCORES = {PDEN2Network: pde_n2_scores}
+NETWORK_SCORES = {PDEN2Network: pde_n2_scores_on_data}
 
 
 def network_scores(params, spec, data: Dataset, gt) -> tuple[dict, dict]:
     scorer = NETWORK_SCORES.get(type(gt))
-    return scorer(params, spec, gt, data.train.node_mean, data.train.node_std) if scorer else ({}, {})
+    return scorer(params, spec, gt, data) if scorer else ({}, {})
 
 
 def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: Path | None = None) -> dict:

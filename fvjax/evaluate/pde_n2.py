@@ -1,14 +1,16 @@
 """Recovery scores for the reference's synthetic network (``synthetic_model: PDE_N2``).
 
 The network is ``du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij tanh(u_j)`` (docs/synthetic.md);
-the leaky-model probes of :mod:`fvjax.metrics` (tau = -1/slope, V_rest, W divided by f_theta's slope)
-do not apply to it. Here, on one grid over the pooled data range [min(mu_i - 2 sigma_i), max(mu_i + 2 sigma_i)]:
+the leaky-model probes of :mod:`fvjax.evaluate.metrics` (tau = -1/slope, V_rest, W divided by f_theta's slope)
+do not apply to it. Each learned function is fitted where its neuron lives: on that neuron's own voltages
+in ``n`` training frames spread over the split (an MLP is only constrained where the data put it; on a
+grid pooled over all neurons, a neuron with a narrow range is scored on the MLP's extrapolation):
 
-- g_phi(u) ~ k_j tanh(u) + b_j (least squares; one k for all j when g_phi sees u alone), so the learned
-  effective coupling is W*_ij = W_ij k_j, compared with the true g_i W_ij (``connectivity_R2``: affine
-  R^2 over all off-diagonal pairs; with equal g_i and one k it is the reference's R^2 of the raw W);
-- the update at msg = 0, e = 0 ~ alpha_i u + beta_i tanh(u) + gamma_i, so c_hat = -alpha, s_hat = beta
-  (``c_R2``, ``s_R2``; ``tau_R2`` compares 1/c_hat with tau = 1/c);
+- g_phi(u_j) ~ k_j tanh(u_j) + b_j (least squares on source j's voltages), so the learned effective
+  coupling is W*_ij = W_ij k_j, compared with the true g_i W_ij (``connectivity_R2``: affine R^2 over all
+  off-diagonal pairs; with equal g_i and equal k_j it is the reference's R^2 of the raw W);
+- the update at msg = 0, e = 0 on neuron i's voltages ~ alpha_i u + beta_i tanh(u) + gamma_i, so
+  c_hat = -alpha, s_hat = beta (``c_R2``, ``s_R2``; ``tau_R2`` compares 1/c_hat with tau = 1/c);
 - g_hat_i: the least-squares gain through the origin of row i of W* on the true row W_i
   (``g_R2``: NaN when every g_i is equal; ``g_rel_error``: median |g_hat - g| / |g|).
 """
@@ -18,22 +20,25 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from . import model as M
+from .. import model as M
+from ..dataset import voltage_sample
 from .metrics import r2_affine
 
+SCORE_FRAMES = 1000   # training frames whose voltages the functions are fitted on
 
-def data_grid(mu, sigma, n_points: int = 200) -> np.ndarray:
-    """(P,) one grid for every neuron over [min_i(mu_i - 2 sigma_i), max_i(mu_i + 2 sigma_i)].
-    A neuron's own range can lie where tanh is flat (mu_i = 6, sigma_i = 3), which leaves tanh(u)
-    collinear with a constant there; the pooled range spans tanh's bend for every neuron."""
-    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-    return np.linspace(np.min(mu - 2 * sigma), np.max(mu + 2 * sigma), n_points)
+
+def voltage_samples(data, n: int = SCORE_FRAMES) -> np.ndarray:
+    """(P, N) the training voltages of ``n`` frames spread over the split."""
+    return voltage_sample(data.train, n)
 
 
 def basis_fit(u: np.ndarray, f: np.ndarray, columns) -> np.ndarray:
-    """Least squares of every row of f (N, P) on the basis columns(u), u (P,) -> (N, n_basis)."""
-    A = np.stack([col(u) for col in columns], -1)
-    return np.linalg.lstsq(A, np.asarray(f).T, rcond=None)[0].T
+    """Least squares of every row of f (N, P) on the basis columns(u_row) -> (N, n_basis); u is
+    (N, P) (each row its own points) or (P,) (the same points for every row)."""
+    f = np.asarray(f, np.float64)
+    u = np.broadcast_to(np.asarray(u, np.float64), f.shape)
+    A = np.stack([col(u) for col in columns], -1)              # (N, P, n_basis)
+    return (np.linalg.pinv(A) @ f[..., None])[..., 0]
 
 
 TANH_BASIS = (np.tanh, np.ones_like)                     # h ~ k tanh(u) + b
@@ -41,9 +46,9 @@ UPDATE_BASIS = (lambda u: u, np.tanh, np.ones_like)      # f ~ alpha u + beta ta
 
 
 def learned_functions(params, spec: M.ModelSpec, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """g_phi (per source j) and the update at msg = 0, e = 0 (per neuron i) on the grid u (P,): (N, P) each."""
+    """g_phi (source j at u[j]) and the update at msg = 0, e = 0 (neuron i at u[i]); u (N, P) -> (N, P) each."""
     a = params["a"][:, None, :]
-    r = jnp.broadcast_to(jnp.asarray(u, jnp.float32), (spec.n_nodes, len(u)))
+    r = jnp.asarray(u, jnp.float32)
     zero = jnp.zeros_like(r)
     h = M.edge_function(params, spec, r, a)
     f = M.update_function(params, spec, r, a, zero, zero)
@@ -57,10 +62,11 @@ def row_gains(W_true: np.ndarray, W_star: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / den, np.nan)
 
 
-def pde_n2_scores(params, spec: M.ModelSpec, net, mu, sigma) -> tuple[dict, dict]:
-    """(metrics, arrays) for a model trained on a PDE_N2 network ``net`` (a PDEN2Network)."""
+def pde_n2_scores(params, spec: M.ModelSpec, net, voltages: np.ndarray) -> tuple[dict, dict]:
+    """(metrics, arrays) for a model trained on a PDE_N2 network ``net`` (a PDEN2Network);
+    ``voltages`` (P, N): each neuron's observed voltages (:func:`voltage_samples`)."""
     n = spec.n_nodes
-    u = data_grid(mu, sigma)
+    u = np.asarray(voltages, np.float64).T
     h, f = learned_functions(params, spec, u)
     k = basis_fit(u, h, TANH_BASIS)[:, 0]
     alpha, beta, _ = basis_fit(u, f, UPDATE_BASIS).T
@@ -82,3 +88,8 @@ def pde_n2_scores(params, spec: M.ModelSpec, net, mu, sigma) -> tuple[dict, dict
     arrays = {"c_hat": c_hat, "s_hat": s_hat, "g_hat": g_hat, "g_phi_tanh_gain": k, "tau": tau_hat,
               "W": W_star.reshape(-1)}
     return out, arrays
+
+
+def pde_n2_scores_on_data(params, spec: M.ModelSpec, net, data) -> tuple[dict, dict]:
+    """:func:`pde_n2_scores` on the voltages of :data:`SCORE_FRAMES` training frames of ``data``."""
+    return pde_n2_scores(params, spec, net, voltage_samples(data))
