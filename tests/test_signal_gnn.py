@@ -32,10 +32,9 @@ def _params(spec, seed=0):
     return params
 
 
-def test_additive_update_equals_numpy_float64():
-    n = 7
-    spec = _signal_spec(n)
-    assert spec.edge_input_size == 1 and spec.update_input_size == 1 + spec.embedding_dim
+def _apply_x64(spec, n):
+    """(params, v, pred, msg, expected msg, e) of a float64 forward pass on 3 random frames, with
+    the message and the input recomputed in numpy (g_phi(v_j) alone, zero diagonal, inputs at 0 and 3)."""
     graph = M.dense_graph(n, np.array([0, 3]))
     with jax.enable_x64(True):
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params(spec))
@@ -43,12 +42,19 @@ def test_additive_update_equals_numpy_float64():
         stim = jax.random.normal(jax.random.PRNGKey(6), (3, 2), jnp.float64)
         pred, msg = M.apply(params, spec, graph, v, stim)
     p = jax.tree.map(np.asarray, params)
-    vn = np.asarray(v)
-    h = _np_mlp(p["g_phi"], vn[..., None])                       # g_phi(v_j): no embedding
     W = p["W"].reshape(n, n) * (1 - np.eye(n))
-    msg_np = h @ W.T
+    msg_np = _np_mlp(p["g_phi"], np.asarray(v)[..., None]) @ W.T          # g_phi(v_j): no embedding
     e = np.zeros((3, n))
     e[:, [0, 3]] = np.asarray(stim)
+    return params, v, pred, msg, msg_np, e
+
+
+def test_additive_update_equals_numpy_float64():
+    n = 7
+    spec = _signal_spec(n)
+    assert spec.edge_input_size == 1 and spec.update_input_size == 1 + spec.embedding_dim
+    params, v, pred, msg, msg_np, e = _apply_x64(spec, n)
+    p, vn = jax.tree.map(np.asarray, params), np.asarray(v)
     x = np.concatenate([vn[..., None], np.broadcast_to(p["a"], (3, n, spec.embedding_dim))], -1)
     expect = _np_mlp(p["f_theta"], x) + msg_np + e
     np.testing.assert_allclose(np.asarray(msg), msg_np, rtol=1e-12, atol=1e-12)
@@ -270,19 +276,10 @@ def test_gain_update_equals_numpy_float64_and_has_no_coupling():
     n = 7
     spec = _signal_spec(n, update="gain")
     assert spec.update_input_size == 1 + spec.embedding_dim
-    graph = M.dense_graph(n, np.array([0, 3]))
+    params, v, pred, msg, msg_np, e = _apply_x64(spec, n)
     with jax.enable_x64(True):
-        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params(spec))
-        v = jax.random.normal(jax.random.PRNGKey(5), (3, n), jnp.float64) * 3
-        stim = jax.random.normal(jax.random.PRNGKey(6), (3, 2), jnp.float64)
-        pred, msg = M.apply(params, spec, graph, v, stim)
-        coupling = f_theta_interaction(params, spec, v, msg, jnp.ones_like(v))
-    p = jax.tree.map(np.asarray, params)
-    vn = np.asarray(v)
-    W = p["W"].reshape(n, n) * (1 - np.eye(n))
-    msg_np = _np_mlp(p["g_phi"], vn[..., None]) @ W.T
-    e = np.zeros((3, n))
-    e[:, [0, 3]] = np.asarray(stim)
+        coupling = f_theta_interaction(params, spec, v, jnp.asarray(msg), jnp.ones_like(v))
+    p, vn = jax.tree.map(np.asarray, params), np.asarray(v)
     x = np.concatenate([vn[..., None], np.broadcast_to(p["a"], (3, n, spec.embedding_dim))], -1)
     gain = 1 + _np_mlp(p["f_gain"], p["a"])
     assert np.ptp(gain) > 0.1          # a gain of 1 for all (the additive update) would not match
