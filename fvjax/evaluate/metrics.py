@@ -181,14 +181,35 @@ def cluster_features(a, tau, v_rest, w_star, src, dst, n) -> np.ndarray:
     return np.column_stack([np.asarray(a), tau, v_rest, in_m, in_s, out_m, out_s])
 
 
-def cluster_labels(features, n_components: int = 100, seed: int = 42) -> np.ndarray:
-    """GMM(full) cluster of every item (the reference's clustering of the recovered features)."""
+# GMM covariance regularisation: the reference's 1e-6 on the raw features first; only when that fit
+# fails (collapsed or near-collinear features, e.g. an untrained model's), the features scaled to unit
+# variance per column and larger values, so a fit that succeeds is unchanged
+REG_COVAR_FALLBACK = (1e-6, 1e-4, 1e-2)
+
+
+def _gmm_labels(features, n_components: int, seed: int, reg: float) -> np.ndarray:
     from sklearn.mixture import GaussianMixture
 
+    return GaussianMixture(n_components, covariance_type="full", random_state=seed,
+                           reg_covar=reg).fit_predict(features)
+
+
+def cluster_labels(features, n_components: int = 100, seed: int = 42) -> np.ndarray:
+    """GMM(full) cluster of every item (the reference's clustering of the recovered features)."""
     features = np.nan_to_num(np.asarray(features, np.float64))
     n_components = min(n_components, len(features))
-    return GaussianMixture(n_components, covariance_type="full", random_state=seed,
-                           reg_covar=1e-6).fit_predict(features)
+    try:
+        return _gmm_labels(features, n_components, seed, 1e-6)
+    except ValueError:
+        pass
+    std = features.std(0)
+    scaled = (features - features.mean(0)) / np.where(std > 0, std, 1.0)
+    for reg in REG_COVAR_FALLBACK:
+        try:
+            return _gmm_labels(scaled, n_components, seed, reg)
+        except ValueError:
+            if reg == REG_COVAR_FALLBACK[-1]:
+                raise
 
 
 def cluster_accuracy(features, types, n_components: int = 100, seed: int = 42) -> float:
