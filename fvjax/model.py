@@ -205,9 +205,14 @@ def _generic_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array
     return mlp_apply(params["f_theta"], x, spec.activation)[..., 0]
 
 
-def _additive_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+def _f_theta_of_voltage(params: dict, spec: ModelSpec, v, a) -> jax.Array:
+    """f_theta([v, a]): the voltage part of the additive and gain updates."""
     x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
-    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + msg + stim
+    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0]
+
+
+def _additive_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+    return _f_theta_of_voltage(params, spec, v, a) + msg + stim
 
 
 def message_gain(params: dict, spec: ModelSpec, a) -> jax.Array:
@@ -216,8 +221,7 @@ def message_gain(params: dict, spec: ModelSpec, a) -> jax.Array:
 
 
 def _gain_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
-    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:])], -1)
-    return mlp_apply(params["f_theta"], x, spec.activation)[..., 0] + message_gain(params, spec, a) * (msg + stim)
+    return _f_theta_of_voltage(params, spec, v, a) + message_gain(params, spec, a) * (msg + stim)
 
 
 # the update rule per ModelSpec.update
@@ -229,6 +233,13 @@ def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array
     (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
     flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg)."""
     return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
+
+
+def update_without_input(params: dict, spec: ModelSpec, v, a) -> jax.Array:
+    """The update at voltages ``v`` with no message and no stimulus (msg = 0, e = 0): the function the
+    tau / V_rest probes, the PDE_N2 scores, the embedding snap and the function plots read."""
+    zero = jnp.zeros_like(v)
+    return update_function(params, spec, v, a, zero, zero)
 
 
 def _dense_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:

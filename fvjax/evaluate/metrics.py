@@ -66,8 +66,7 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
     def block(args):
         m, sd, a = args
         r = m[:, None] + sd[:, None] * grid[None]
-        zero = jnp.zeros_like(r)
-        return _linear_fit(r, M.update_function(params, spec, r, a[:, None, :], zero, zero))
+        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :]))
 
     return _chunked(block, (mu, sigma, params["a"]), chunk)
 
@@ -198,17 +197,14 @@ def cluster_labels(features, n_components: int = 100, seed: int = 42) -> np.ndar
     """GMM(full) cluster of every item (the reference's clustering of the recovered features)."""
     features = np.nan_to_num(np.asarray(features, np.float64))
     n_components = min(n_components, len(features))
-    try:
-        return _gmm_labels(features, n_components, seed, 1e-6)
-    except ValueError:
-        pass
     std = features.std(0)
     scaled = (features - features.mean(0)) / np.where(std > 0, std, 1.0)
-    for reg in REG_COVAR_FALLBACK:
+    attempts = [(features, 1e-6)] + [(scaled, reg) for reg in REG_COVAR_FALLBACK]
+    for k, (x, reg) in enumerate(attempts):
         try:
-            return _gmm_labels(scaled, n_components, seed, reg)
+            return _gmm_labels(x, n_components, seed, reg)
         except ValueError:
-            if reg == REG_COVAR_FALLBACK[-1]:
+            if k == len(attempts) - 1:
                 raise
 
 

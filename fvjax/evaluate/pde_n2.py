@@ -27,11 +27,6 @@ from .metrics import r2_affine
 SCORE_FRAMES = 1000   # training frames whose voltages the functions are fitted on
 
 
-def voltage_samples(data, n: int = SCORE_FRAMES) -> np.ndarray:
-    """(P, N) the training voltages of ``n`` frames spread over the split."""
-    return voltage_sample(data.train, n)
-
-
 def basis_fit(u: np.ndarray, f: np.ndarray, columns) -> np.ndarray:
     """Least squares of every row of f (N, P) on the basis columns(u_row) -> (N, n_basis); u is
     (N, P) (each row its own points) or (P,) (the same points for every row)."""
@@ -49,9 +44,8 @@ def learned_functions(params, spec: M.ModelSpec, u: np.ndarray) -> tuple[np.ndar
     """g_phi (source j at u[j]) and the update at msg = 0, e = 0 (neuron i at u[i]); u (N, P) -> (N, P) each."""
     a = params["a"][:, None, :]
     r = jnp.asarray(u, jnp.float32)
-    zero = jnp.zeros_like(r)
     h = M.edge_function(params, spec, r, a)
-    f = M.update_function(params, spec, r, a, zero, zero)
+    f = M.update_without_input(params, spec, r, a)
     return np.asarray(h, np.float64), np.asarray(f, np.float64)
 
 
@@ -64,7 +58,7 @@ def row_gains(W_true: np.ndarray, W_star: np.ndarray) -> np.ndarray:
 
 def pde_n2_scores(params, spec: M.ModelSpec, net, voltages: np.ndarray) -> tuple[dict, dict]:
     """(metrics, arrays) for a model trained on a PDE_N2 network ``net`` (a PDEN2Network);
-    ``voltages`` (P, N): each neuron's observed voltages (:func:`voltage_samples`)."""
+    ``voltages`` (P, N): each neuron's observed voltages (:func:`fvjax.dataset.voltage_sample`)."""
     n = spec.n_nodes
     u = np.asarray(voltages, np.float64).T
     h, f = learned_functions(params, spec, u)
@@ -92,4 +86,4 @@ def pde_n2_scores(params, spec: M.ModelSpec, net, voltages: np.ndarray) -> tuple
 
 def pde_n2_scores_on_data(params, spec: M.ModelSpec, net, data) -> tuple[dict, dict]:
     """:func:`pde_n2_scores` on the voltages of :data:`SCORE_FRAMES` training frames of ``data``."""
-    return pde_n2_scores(params, spec, net, voltage_samples(data))
+    return pde_n2_scores(params, spec, net, voltage_sample(data.train, SCORE_FRAMES))

@@ -17,14 +17,14 @@ import numpy as np
 
 from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
-from ..dataset import Dataset, read_rows
+from ..dataset import Dataset, read_rows, voltage_sample
 from ..rng import stream_key, stream_rng
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import fresh_moments, make_optimizer
 from .refit import refit_W
-from .snap import SNAPS, frozen_groups, record_snap, snap_due, training_voltages
+from .snap import GRID_FRAMES, SNAPS, frozen_groups, record_snap, snap_due
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
 from .tensorboard import open_tensorboard
@@ -196,15 +196,17 @@ def _epoch_end(loop: _Loop, state, epoch: int, progress: bool):
     """What follows an epoch, before its checkpoint: the embedding snap when due (``training.sparsity``),
     and a fresh Adam after a snap and after the epoch that follows one (the reference rebuilds it)."""
     tr = loop.cfg.training
-    if snap_due(tr, epoch):
-        params, info = SNAPS[tr.sparsity](state.params, loop.spec, training_voltages(loop.data), tr)
+    snaps_now = snap_due(tr, epoch)
+    if snaps_now:
+        voltages = voltage_sample(loop.data.train, GRID_FRAMES)
+        params, info = SNAPS[tr.sparsity](state.params, loop.spec, voltages, tr)
         record_snap(loop.run_dir, epoch, info)
         state = state._replace(params=params)
         if progress:
             print(f"epoch {epoch + 1}: embeddings snapped to {info['n_clusters']} cluster medians, f_theta refit "
                   f"(loss {info['refit_loss'][0]:.4g} -> {info['refit_loss'][1]:.4g}; {loop.run_dir / 'snaps.json'})",
                   flush=True)
-    if snap_due(tr, epoch) or (epoch > 0 and snap_due(tr, epoch - 1)):
+    if snaps_now or (epoch > 0 and snap_due(tr, epoch - 1)):
         state = state._replace(opt_state=fresh_moments(loop.optimizer_for(epoch + 1), state.opt_state, state.params))
     return state
 

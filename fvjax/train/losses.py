@@ -123,8 +123,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
 
 def f_theta_at_zero(params, spec) -> jax.Array:
     """(N,) the update at v = 0, msg = 0, e = 0 (the embeddings not detached, as in the reference)."""
-    zero = jnp.zeros(params["a"].shape[:1], params["a"].dtype)
-    return M.update_function(params, spec, zero, params["a"], zero, zero)
+    return M.update_without_input(params, spec, jnp.zeros(params["a"].shape[:1], params["a"].dtype), params["a"])
 
 
 class Batch(NamedTuple):

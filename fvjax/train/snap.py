@@ -31,7 +31,6 @@ import optax
 
 from .. import model as M
 from ..config import TrainingConfig
-from ..dataset import Dataset, voltage_sample
 from .optim import group_lrs
 
 GRID_POINTS = 200       # voltages per profile
@@ -49,8 +48,7 @@ def voltage_grid(voltages: np.ndarray, n_points: int = GRID_POINTS) -> np.ndarra
 def profiles(params: dict, spec: M.ModelSpec, grid) -> jax.Array:
     """(N, P) the update at msg = 0, e = 0 of every neuron i (embedding a_i) at the P grid voltages."""
     v = jnp.broadcast_to(jnp.asarray(grid, params["a"].dtype), (spec.n_nodes, len(grid)))
-    zero = jnp.zeros_like(v)
-    return M.update_function(params, spec, v, params["a"][:, None, :], zero, zero)
+    return M.update_without_input(params, spec, v, params["a"][:, None, :])
 
 
 def cluster_profiles(prof: np.ndarray, threshold: float) -> np.ndarray:
@@ -148,11 +146,6 @@ def snap_due(tr: TrainingConfig, epoch: int) -> bool:
 def frozen_groups(tr: TrainingConfig, epoch: int) -> tuple[str, ...]:
     """Parameter groups held at learning rate 0 during ``epoch`` (the one after a snap)."""
     return FROZEN_AFTER_SNAP if tr.fix_cluster_embedding and epoch > 0 and snap_due(tr, epoch - 1) else ()
-
-
-def training_voltages(data: Dataset, n_frames: int = GRID_FRAMES) -> np.ndarray:
-    """(F, N) the training voltages of ``n_frames`` frames spread over the split."""
-    return voltage_sample(data.train, n_frames)
 
 
 def record_snap(run_dir: Path, epoch: int, info: dict) -> None:
