@@ -52,3 +52,22 @@ def two_runs(tmp_path_factory):
                      "--set", "simulation.n_test_frames=40"])
     assert rc == 0
     return out / "default_seed3", out / "default_seed4"
+
+
+# A tiny PDE_N2 network (docs/synthetic.md) and the reference's signal GNN at toy width: shared by the
+# tests that generate, fit or snap on one. (tests/test_dataset_checksum.py keeps its own, pinned config.)
+TINY_PDE_N2 = {"network": "synthetic", "synthetic_model": "PDE_N2", "n_test_frames": 40, "seed": 2,
+               "delta_t": 0.01, "noise_model_level": 0.0, "steady_state_time": 0.5}
+TINY_SIGNAL_GNN = {"signal_model_name": "dense", "g_phi_positive": False, "hidden_dim": 8, "hidden_dim_update": 8,
+                   "update_type": "additive", "g_phi_input": "voltage"}
+
+
+@pytest.fixture(scope="session")
+def tiny_pde_n2():
+    """Factory: ``tiny_pde_n2(n_neurons, n_frames, training, **graph_model)`` -> Config."""
+    from fvjax.config import from_dict
+
+    def make(n_neurons: int, n_frames: int, training: dict, **graph_model):
+        return from_dict({"simulation": {**TINY_PDE_N2, "n_neurons": n_neurons, "n_frames": n_frames},
+                          "graph_model": {**TINY_SIGNAL_GNN, **graph_model}, "training": training})
+    return make

@@ -110,17 +110,14 @@ def _svd_ranks(activity):
     return [int(np.argmax(energy >= q)) + 1 for q in (0.90, 0.99)]
 
 
-def test_dataset_run_and_analysis_log(tmp_path):
+def test_dataset_run_and_analysis_log(tmp_path, tiny_pde_n2):
     from fvjax.dataset import load_dataset
     from fvjax.pipeline import run
     from fvjax.networks.synthetic import load_network
 
-    cfg = from_dict({"simulation": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 24,
-                                    "n_frames": 300, "n_test_frames": 40, "seed": 2, "delta_t": 0.01,
-                                    "noise_model_level": 0.0, "steady_state_time": 0.5},
-                     "graph_model": {"signal_model_name": "dense", "g_phi_positive": False, "hidden_dim": 16,
-                                     "hidden_dim_update": 16},
-                     "training": {"n_iter": 20, "batch_size": 4, "steps_per_call": 10}})
+    # the reference's generic GNN at width 16 (update f([v, a, msg, e]), g_phi([v_j, a_j]))
+    cfg = tiny_pde_n2(24, 300, {"n_iter": 20, "batch_size": 4, "steps_per_call": 10}, hidden_dim=16,
+                      hidden_dim_update=16, update_type="generic", g_phi_input="voltage_embedding")
     metrics = run(cfg, tmp_path / "run", progress=False, plots=False)
     data = load_dataset(metrics["data_dir"])   # the shared dataset cache (fvjax.datacache)
     net = load_network(data.path)

@@ -243,21 +243,15 @@ def test_embedding_snapping_is_a_real_option_not_ignored():
         load_config(None, {"training.sparsity": "replace"})
 
 
-def test_fit_with_W_refit_ends_on_the_least_squares_W(tmp_path):
+def test_fit_with_W_refit_ends_on_the_least_squares_W(tmp_path, tiny_pde_n2):
     """A tiny PDE_N2 fit whose last block ends on the refit grid: its final W is the least-squares
     W for its final MLPs (refitting again changes nothing), and W differs from plain training."""
-    from fvjax.config import from_dict
     from fvjax.dataset import load_dataset
     from fvjax.networks import generate_dataset
     from fvjax.train import fit
     from fvjax.train.refit import refit_W
-    cfg = from_dict({"simulation": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 24,
-                                    "n_frames": 300, "n_test_frames": 40, "seed": 2, "delta_t": 0.01,
-                                    "noise_model_level": 0.0, "steady_state_time": 0.5},
-                     "graph_model": {"signal_model_name": "dense", "g_phi_positive": False, "hidden_dim": 8,
-                                     "hidden_dim_update": 8, "update_type": "additive", "g_phi_input": "voltage"},
-                     "training": {"n_iter": 10, "batch_size": 4, "steps_per_call": 4, "W_refit_every": 5,
-                                  "W_refit_frames": 200, "w_init_mode": "randn_scaled"}})
+    cfg = tiny_pde_n2(24, 300, {"n_iter": 10, "batch_size": 4, "steps_per_call": 4, "W_refit_every": 5,
+                                "W_refit_frames": 200, "w_init_mode": "randn_scaled"})
     data = load_dataset(generate_dataset(cfg, tmp_path / "data", progress=False))
     graph = M.dense_graph(24, data.input_index)
     refit = fit(cfg, data, graph, tmp_path / "refit", progress=False)

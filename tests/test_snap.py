@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fvjax import model as M
-from fvjax.config import SPARSITY_MODES, ConfigError, from_dict, load_config
+from fvjax.config import SPARSITY_MODES, ConfigError, load_config
 from fvjax.train import snap as S
 
 
@@ -125,17 +125,12 @@ def test_config_keys_and_refusals():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_pde_n2):
     from fvjax.dataset import load_dataset
     from fvjax.networks import generate_dataset
-    cfg = from_dict({"simulation": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 16,
-                                    "n_frames": 200, "n_test_frames": 40, "seed": 2, "delta_t": 0.01,
-                                    "noise_model_level": 0.0, "steady_state_time": 0.5},
-                     "graph_model": {"signal_model_name": "dense", "g_phi_positive": False, "hidden_dim": 8,
-                                     "hidden_dim_update": 8, "update_type": "additive", "g_phi_input": "voltage"},
-                     "training": {"n_epochs": 2, "n_iter": 8, "batch_size": 4, "steps_per_call": 4,
-                                  "w_init_mode": "randn_scaled", "sparsity": "replace_embedding_function",
-                                  "sparsity_freq": 1, "cluster_distance_threshold": 0.05}})
+    cfg = tiny_pde_n2(16, 200, {"n_epochs": 2, "n_iter": 8, "batch_size": 4, "steps_per_call": 4,
+                                "w_init_mode": "randn_scaled", "sparsity": "replace_embedding_function",
+                                "sparsity_freq": 1, "cluster_distance_threshold": 0.05})
     data = load_dataset(generate_dataset(cfg, tmp_path_factory.mktemp("snap") / "data", progress=False))
     return cfg, data, M.dense_graph(16, data.input_index)
 
