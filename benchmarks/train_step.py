@@ -8,6 +8,9 @@ reference), single jitted step; (2) fvjax (g_phi once per source node, gathered)
 (3) fvjax with K steps fused under lax.scan. Same loss, regularisers and Adam partitions.
 Prints ms/iteration (median of repeats) and ratios, plus the reference's measured 2.2 s/iteration.
 
+``--ablate``: the scanned step without each of its parts in turn (the g_phi regularisers, the edge
+gather/scatter, f_theta's hidden layers), alternating calls; shows where the step's time goes.
+
 ``--mlp``: the step with g_phi and f_theta as the Flax modules of ``fvjax.nn`` against the hand-written
 MLP they replaced (same K-step scanned program otherwise). The two are timed call by call in
 alternation (the order swapped every round, so background load hits both alike); prints the medians,
@@ -30,6 +33,7 @@ from common import median_ms, random_batch, training_setup
 
 from fvjax import model as M
 from fvjax.train import init_state, make_steps
+from fvjax.train import losses as L
 from fvjax.train.step import StepConfig
 
 REFERENCE_MS = 2200.0  # flyvis-gnn PyTorch step measured on this 2-core machine (batch 2)
@@ -68,6 +72,7 @@ def compare_mlp(setup, batches, iters, rounds):
         steps, states, programs, times = {}, {}, {}, {"hand": [], "flax": []}
         for name, fn in (("hand", hand_written_mlp_apply), ("flax", M.mlp_apply)):
             orig, M.mlp_apply = M.mlp_apply, fn
+            make_steps.cache_clear()   # memoised: the other variant's program would be reused
             try:   # traced (and compiled) here, with this MLP
                 _, steps[name] = make_steps(spec, opt, StepConfig())
                 states[name] = init_state(M.init(key, spec), opt)
@@ -90,14 +95,69 @@ def compare_mlp(setup, batches, iters, rounds):
               f"{str(programs['hand'] == programs['flax']):>13} {str(same_state):>11}")
 
 
+def _no_g_phi_regularisers(params, spec, v0, xnorm, c):
+    return {"W_L2": c.W_L2 * L.l2(params["W"])}
+
+
+def _own_message(params, spec, graph, v):
+    return M.edge_function(params, spec, v, params["a"]) * params["W"][: spec.n_nodes]
+
+
+def _linear_update(params, spec, v, a, msg, stim):
+    x = jnp.concatenate([v[..., None], jnp.broadcast_to(a, v.shape + a.shape[-1:]), msg[..., None], stim[..., None]], -1)
+    return x @ params["f_theta"][0]["w"][:, 0]
+
+
+# --ablate: (table, key, replacement) per variant; each removes one part of the step
+ABLATIONS = {"full step": None,
+             "without the g_phi regularisers": (vars(L), "regularizers", _no_g_phi_regularisers),
+             "without the edge gather/scatter": (M.MESSAGES, "flyvis_A", _own_message),
+             "f_theta as one linear layer": (M.UPDATE_FUNCTIONS, "generic", _linear_update)}
+
+
+def ablate(setup, iters, rounds):
+    """Where the step's time goes: each variant of ABLATIONS compiled once, calls alternated (order
+    reversed every round); ratio = median of the per-round ratios to the full step."""
+    conn, graph, spec, opt, coeffs = setup
+    xnorm, key = jnp.float32(1.0), jax.random.PRNGKey(0)
+    bk, keys = random_batch(np.random.default_rng(0), conn, (iters, 2)), jax.random.split(key, iters)
+    steps, states, times = {}, {}, {name: [] for name in ABLATIONS}
+    for name, change in ABLATIONS.items():
+        table, k, fn = change or ({}, None, None)
+        saved = table.get(k)
+        if change:
+            table[k] = fn
+        make_steps.cache_clear()
+        try:
+            _, steps[name] = make_steps(spec, opt, StepConfig())
+            states[name], terms = steps[name](init_state(M.init(key, spec), opt), bk, keys, graph, xnorm, coeffs)
+            jax.block_until_ready(terms)
+        finally:
+            if change:
+                table[k] = saved
+    for r in range(rounds):
+        for name in (list(ABLATIONS) if r % 2 == 0 else list(ABLATIONS)[::-1]):
+            t = time.perf_counter()
+            states[name], terms = steps[name](states[name], bk, keys, graph, xnorm, coeffs)
+            jax.block_until_ready(terms)
+            times[name].append((time.perf_counter() - t) / iters * 1e3)
+    print("| variant (batch 2) | ms/iteration | ratio to the full step |")
+    for name in ABLATIONS:
+        ratio = statistics.median(a / b for a, b in zip(times[name], times["full step"]))
+        print(f"| {name} | {statistics.median(times[name]):.1f} | {ratio:.3f} |")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--baseline-iters", type=int, default=3)
     p.add_argument("--mlp", action="store_true", help="Flax vs hand-written MLP in the scanned step")
-    p.add_argument("--rounds", type=int, default=16, help="--mlp: alternating timed calls per variant")
+    p.add_argument("--rounds", type=int, default=16, help="--mlp, --ablate: alternating timed calls per variant")
+    p.add_argument("--ablate", action="store_true", help="time the step without each of its parts (batch 2)")
     args = p.parse_args()
+    if args.ablate:
+        return ablate(training_setup(), args.iters, args.rounds)
     if args.mlp:
         return compare_mlp(training_setup(), args.batches, args.iters, args.rounds)
     conn, graph, spec, opt, coeffs = training_setup()
@@ -111,6 +171,7 @@ def main():
         for name, messages in (("edge", per_edge_messages), ("node", M.messages)):
             orig = M.messages
             M.messages = messages
+            make_steps.cache_clear()   # memoised: the other variant's program would be reused
             try:
                 single, scanned = make_steps(spec, opt, StepConfig())
                 state = init_state(M.init(key, spec), opt)
