@@ -27,7 +27,7 @@ def test_local_cluster_seed_sweep_equals_sequential(tmp_path, capsys):
     complete, the gathered table has both seeds, and every metric equals the one of the same seed
     run in this process (run_many one after another, without plots to save time)."""
     from fvjax.config import load_config
-    from fvjax.experiments.vrest import PRESETS, main, seed_config
+    from fvjax.experiments.vrest import PRESETS, RECIPES, main, seed_config
     from fvjax.pipeline import run_many
 
     assert main(["--seeds", "1-2", "--cluster", "local:2", "--out", str(tmp_path / "c"), *TINY_ARGS]) == 0
@@ -35,7 +35,7 @@ def test_local_cluster_seed_sweep_equals_sequential(tmp_path, capsys):
     assert "dask cluster local:2" in out and "seed 1: connectivity_R2=" in out and "seed 2: connectivity_R2=" in out
     assert "connectivity_R2      " in out and "(n=2)" in out
     shared = str((tmp_path / "c" / "datasets").resolve())   # the cluster runs' dataset cache, reused
-    cfg = load_config(None, {**PRESETS["default"], **TINY, "simulation.data_cache": shared})
+    cfg = load_config(None, {**PRESETS["default"], **RECIPES["fvjax"], **TINY, "simulation.data_cache": shared})
     tasks = [{"cfg": seed_config(cfg, s), "run_dir": tmp_path / "s" / f"seed{s}", "header": {"seed": s},
               "plots": False} for s in (1, 2)]
     run_many(tasks)

@@ -31,12 +31,24 @@ from fvjax.cluster import from_arguments as cluster_from_arguments
 from fvjax.config import ConfigError, Config, load_config
 from fvjax.generate import parse_sets
 
-# The training defaults are the recipe behind the reference's baseline (docs/training.md).
+# Sizes. The config's training defaults are the recipe behind the reference's baseline (docs/training.md).
 PRESETS = {
     "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
     # 25-53 min on 2 CPU cores depending on the machine, data and evaluation included (docs/results.md)
     "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 40000},
 }
+
+
+# What is trained on top of the config's defaults: fvjax's recipe, the update in the flyvis equation's
+# gain form with a pin of the silent source's message (docs/training.md, results.md), or the reference's
+# recipe unchanged. Run folders of the reference recipe are named <preset>_reference_seed<N>.
+RECIPES = {"fvjax": {"graph_model.update_type": "gain", "training.coeff_g_phi_zero": 0.9},
+           "reference": {}}
+RECIPE_SUFFIX = {"fvjax": "", "reference": "_reference"}
+
+
+def run_name(preset: str, recipe: str, seed: int) -> str:
+    return f"{preset}{RECIPE_SUFFIX[recipe]}_seed{seed}"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -55,7 +67,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def build_config(args) -> Config:
-    overrides = dict(PRESETS[args.preset])
+    overrides = {**PRESETS[args.preset], **RECIPES[args.recipe]}
     knobs = {"recurrent": "training.recurrent_training", "time_step": "training.time_step",
              "noise_recurrent_level": "training.noise_recurrent_level",
              "lr_update": "training.learning_rate_update_start", "W_L2": "training.coeff_W_L2",
@@ -102,13 +114,16 @@ def summarize(results: dict[int, dict]) -> dict:
     return summary
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.vrest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
     g.add_argument("--seeds", type=str, help="several seeds, e.g. 1-8 or 1,3,5")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="fvjax",
+                   help="fvjax (default): gain-form update and silent-source pin; reference: the reference's "
+                        "recipe as it ran (run folders <preset>_reference_seed<N>)")
     p.add_argument("--out", default="runs/vrest", help="parent folder of the run folders")
     p.add_argument("--config", help="YAML applied on top of the defaults (reference key names accepted)")
     p.add_argument("--recurrent", action="store_true", help="training.recurrent_training")
@@ -135,7 +150,11 @@ def main(argv=None) -> int:
     p.add_argument("--verify-data", action="store_true",
                    help="re-hash every array of a reused dataset before training (about 7 s per 7 GB)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         cfg = build_config(args)
         seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
@@ -163,7 +182,7 @@ def main(argv=None) -> int:
 def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
     from fvjax.pipeline import run_many
 
-    tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / f"{args.preset}_seed{s}",
+    tasks = [{"cfg": seed_config(cfg, s), "run_dir": Path(args.out) / run_name(args.preset, args.recipe, s),
               "header": {"seed": s}, "verify_data": args.verify_data} for s in seeds]
 
     def report(task, metrics):
@@ -186,7 +205,7 @@ def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
     results = dict(zip(seeds, metrics))
     if len(seeds) > 1:
         summary = summarize(results)
-        path = Path(args.out) / f"{args.preset}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
+        path = Path(args.out) / f"{args.preset}{RECIPE_SUFFIX[args.recipe]}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
         path.write_text(json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
         for key, s in summary.items():
             print(f"{key:20s} {s['mean']:.3f} +/- {s['std']:.3f} (n={s['n']})")
