@@ -38,6 +38,7 @@ SYNTHETIC_MODEL_KEYS = {
              "connectivity_filling_factor"),
     "PDE_N2": ("PDE_N2_params",),
 }
+CONNECTIVITY_TYPES = ("Lorentz", "Gaussian")   # synthetic W entries (fvjax.networks.synthetic.ENTRY_DRAWS)
 VISUAL_INPUTS = ("natural", "scenes", "DAVIS", "gratings", "bars", "flashes", "noise", "mixed")
 
 
@@ -85,7 +86,7 @@ class SimulationConfig:
     network: str = _opt("flyvis", choices=("flyvis", "synthetic"),
                         doc="flyvis connectome, or a synthetic all-to-all network (seed 003; fvjax.networks.synthetic)")
     # synthetic networks only (docs/synthetic.md)
-    connectivity_type: str = _opt("Lorentz", choices=("Lorentz", "Gaussian"), doc="distribution of W entries")
+    connectivity_type: str = _opt("Lorentz", choices=CONNECTIVITY_TYPES, doc="distribution of W entries")
     connectivity_filling_factor: float = _opt(1.0, lo=0.0, hi=1.0, doc="fraction of nonzero off-diagonal W")
     low_rank: int = _opt(0, lo=0, doc="W = W_L W_R of this rank; 0 = full rank")
     Dale_law: bool = _opt(False, doc="one sign per presynaptic neuron")

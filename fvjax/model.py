@@ -26,7 +26,18 @@ import numpy as np
 from .config import UPDATE_TYPES
 from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
-VARIANTS = ("flyvis_A", "flyvis_B", "dense")
+
+@dataclass(frozen=True)
+class Variant:
+    """What a GNN variant (``ModelSpec.variant``) is, looked up once instead of compared by name."""
+
+    all_to_all: bool   # W is the N x N matrix, row-major, its diagonal held at zero (synthetic networks)
+    pairwise: bool     # g_phi sees both ends of the edge ([v_i, v_j, a_i, a_j]), so it runs per edge
+
+
+VARIANTS = {"flyvis_A": Variant(all_to_all=False, pairwise=False),
+            "flyvis_B": Variant(all_to_all=False, pairwise=True),
+            "dense": Variant(all_to_all=True, pairwise=False)}
 GAIN_HIDDEN = 32   # width of the gain MLP of update "gain"
 FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a learned SIREN field
 # update rule -> f_theta's inputs besides the embedding (one table with the config's update_type)
@@ -62,10 +73,10 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant {self.variant!r}: expected one of {VARIANTS}")
-        if self.variant == "dense" and self.n_edges != self.n_nodes**2:
+            raise ValueError(f"variant {self.variant!r}: expected one of {tuple(VARIANTS)}")
+        if self.all_to_all and self.n_edges != self.n_nodes**2:
             raise ValueError(f"dense variant needs n_edges = n_nodes^2 = {self.n_nodes**2}, got {self.n_edges}")
-        if self.low_rank and self.variant != "dense":
+        if self.low_rank and not self.all_to_all:
             raise ValueError("a low-rank W (W_L W_R) needs the dense variant (signal_model_name: dense)")
         if self.field not in FIELDS:
             raise ValueError(f"field {self.field!r}: expected one of {tuple(FIELDS)}")
@@ -82,7 +93,12 @@ class ModelSpec:
     @property
     def pairwise(self) -> bool:
         """g_phi sees both ends of the edge (flyvis_B), so it is evaluated per edge."""
-        return self.variant == "flyvis_B"
+        return VARIANTS[self.variant].pairwise
+
+    @property
+    def all_to_all(self) -> bool:
+        """W is the full N x N matrix (dense), stored row-major with its diagonal held at zero."""
+        return VARIANTS[self.variant].all_to_all
 
     @property
     def edge_input_size(self) -> int:
@@ -174,7 +190,7 @@ def weights(params: dict, spec: ModelSpec) -> jax.Array:
     (W_L W_R when low rank) with its diagonal zeroed, flattened row-major. A self-coupling
     W_ii g(v_i) is a function of v_i alone, which f_theta already is, so it is not identifiable and
     would absorb the per-neuron decay that f_theta should learn."""
-    if spec.variant != "dense":
+    if not spec.all_to_all:
         return params["W"]
     n = spec.n_nodes
     W = params["W_L"] @ params["W_R"] if spec.low_rank else params["W"].reshape(n, n)

@@ -129,6 +129,37 @@ def test_no_network_name_comparisons_outside_the_lookup():
                        f"fvjax.networks.resolve and call its functions (or add a field to networks.Network)")
 
 
+def option_names() -> dict[str, set[str]]:
+    """Option values that select behaviour, per config key, besides the network kinds."""
+    from fvjax.config import CONNECTIVITY_TYPES, VISUAL_INPUTS
+    from fvjax.model import VARIANTS
+
+    return {"simulation.visual_input_type": set(VISUAL_INPUTS), "graph_model.signal_model_name": set(VARIANTS),
+            "simulation.connectivity_type": set(CONNECTIVITY_TYPES)}
+
+
+def test_option_tables_cover_their_choices():
+    """Every value the config accepts has its entry in the table that dispatches on it."""
+    from fvjax.config import CONNECTIVITY_TYPES, VISUAL_INPUTS
+    from fvjax.networks.synthetic import ENTRY_DRAWS
+    from fvjax.stimulus.sources import CHOOSERS, RECORDED, SEQUENCES
+
+    assert set(ENTRY_DRAWS) == set(CONNECTIVITY_TYPES)
+    assert set(SEQUENCES) | set(CHOOSERS) | set(RECORDED) == set(VISUAL_INPUTS)
+    assert not set(SEQUENCES) & set(CHOOSERS) and not (set(SEQUENCES) | set(CHOOSERS)) & set(RECORDED)
+
+
+def test_no_option_value_comparisons_outside_config():
+    """Stimulus kinds, GNN variants and W distributions are looked up in tables (fvjax.stimulus.sources,
+    fvjax.model.VARIANTS, fvjax.networks.synthetic.ENTRY_DRAWS), never compared by name; config.py
+    validates them at the edge."""
+    names = set().union(*option_names().values())
+    assert {"natural", "DAVIS", "mixed", "dense", "flyvis_B", "Lorentz"} <= names
+    found = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
+             if str(path.relative_to(PACKAGE)) != "config.py" and (lines := name_comparisons(path.read_text(), names))}
+    assert not found, f"option values compared by name in {found}; add a table entry (or a field) instead"
+
+
 def test_random_streams_are_named_not_seed_arithmetic():
     """Run 7's training stream differs from run 8's initialisation stream (they were the same key when
     training used PRNGKey(seed + 1)); the frames stream too; nothing in training derives a key or a

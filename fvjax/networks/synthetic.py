@@ -101,8 +101,13 @@ def size(sim: SimulationConfig, key: str) -> int:
     return DEFAULT_SIZE[key] if value is None else value
 
 
+# simulation.connectivity_type -> i.i.d. draw of the entries
+ENTRY_DRAWS = {"Lorentz": lambda rng, shape: rng.standard_cauchy(shape),
+               "Gaussian": lambda rng, shape: rng.standard_normal(shape)}
+
+
 def _entries(rng, kind: str, shape) -> np.ndarray:
-    return rng.standard_cauchy(shape) if kind == "Lorentz" else rng.standard_normal(shape)
+    return ENTRY_DRAWS[kind](rng, shape)
 
 
 def connectivity(sim: SimulationConfig, rng: np.random.Generator) -> np.ndarray:

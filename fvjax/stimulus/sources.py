@@ -20,6 +20,21 @@ MIXED = ("natural", "gratings", "bars", "flashes", "noise")  # what `mixed` draw
 GENERATED = MIXED + ("scenes",)
 
 
+# one sequence of n frames per generated kind: f(rng, n, split, cfg, load, images) -> (n, n_hex)
+SEQUENCES = {
+    "natural": lambda rng, n, split, cfg, load, images: movies.natural_sequence(
+        load(images[int(rng.integers(len(images)))]), rng, n, cfg.extent),
+    "scenes": lambda rng, n, split, cfg, load, images: scenes.scene_sequence(
+        rng, n, split, cfg.extent, load, cfg.scene_objects, cfg.scene_augment),
+    "gratings": lambda rng, n, split, cfg, load, images: movies.grating_sequence(rng, n, cfg.extent, dt=cfg.delta_t),
+    "bars": lambda rng, n, split, cfg, load, images: movies.bar_sequence(rng, n, cfg.extent),
+    "flashes": lambda rng, n, split, cfg, load, images: movies.flash_sequence(rng, n, cfg.extent),
+    "noise": lambda rng, n, split, cfg, load, images: movies.noise_sequence(rng, n, cfg.extent, cfg.noise_hold_frames),
+}
+# kinds that draw another kind per sequence (before its length)
+CHOOSERS = {"mixed": lambda rng: MIXED[int(rng.integers(len(MIXED)))]}
+
+
 def _generated(kind: str, split: str, rng: np.random.Generator, cfg: SimulationConfig) -> Iterator[np.ndarray]:
     images = movies.NATURAL_IMAGES[:12] if split == "train" else movies.NATURAL_TEST_IMAGES
     loaded: dict[str, np.ndarray] = {}
@@ -31,20 +46,9 @@ def _generated(kind: str, split: str, rng: np.random.Generator, cfg: SimulationC
 
     lo, hi = cfg.sequence_frames
     while True:
-        this = kind if kind != "mixed" else MIXED[int(rng.integers(len(MIXED)))]
+        this = CHOOSERS[kind](rng) if kind in CHOOSERS else kind
         n = int(rng.integers(lo, hi + 1))
-        if this == "natural":
-            yield movies.natural_sequence(load(images[int(rng.integers(len(images)))]), rng, n, cfg.extent)
-        elif this == "scenes":
-            yield scenes.scene_sequence(rng, n, split, cfg.extent, load, cfg.scene_objects, cfg.scene_augment)
-        elif this == "gratings":
-            yield movies.grating_sequence(rng, n, cfg.extent, dt=cfg.delta_t)
-        elif this == "bars":
-            yield movies.bar_sequence(rng, n, cfg.extent)
-        elif this == "flashes":
-            yield movies.flash_sequence(rng, n, cfg.extent)
-        else:
-            yield movies.noise_sequence(rng, n, cfg.extent, cfg.noise_hold_frames)
+        yield SEQUENCES[this](rng, n, split, cfg, load, images)
 
 
 def davis_root(cfg: SimulationConfig) -> Path:
@@ -93,16 +97,25 @@ def _cycle(seqs: list[np.ndarray]) -> Iterator[np.ndarray]:
         yield from seqs
 
 
-def train_test_frames(cfg: SimulationConfig, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) hexal luminance, shapes (n_frames, n_hex) and (n_test, n_hex)."""
-    seed = cfg.seed if seed is None else seed
-    if cfg.visual_input_type == "DAVIS":
-        train_seqs, test_seqs = _davis_splits(cfg, seed)
-        train = _take(_train_stream(_cycle(train_seqs), cfg), cfg.n_frames)
-        test = (np.concatenate(test_seqs) if cfg.n_test_frames == 0
-                else _take(_cycle(test_seqs), cfg.n_test_frames))
-        return train, test.astype(np.float32)
+def _davis_frames(cfg: SimulationConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    train_seqs, test_seqs = _davis_splits(cfg, seed)
+    train = _take(_train_stream(_cycle(train_seqs), cfg), cfg.n_frames)
+    test = np.concatenate(test_seqs) if cfg.n_test_frames == 0 else _take(_cycle(test_seqs), cfg.n_test_frames)
+    return train, test.astype(np.float32)
+
+
+def _generated_frames(cfg: SimulationConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n_test = cfg.n_test_frames or max(cfg.n_frames // 8, 1)
     train_rng, test_rng = (np.random.default_rng([seed, k]) for k in (0, 1))
     return (_take(_train_stream(_generated(cfg.visual_input_type, "train", train_rng, cfg), cfg), cfg.n_frames),
             _take(_generated(cfg.visual_input_type, "test", test_rng, cfg), n_test))
+
+
+# visual_input_type -> (cfg, seed) -> (train, test); every kind not listed is generated
+RECORDED = {"DAVIS": _davis_frames}
+
+
+def train_test_frames(cfg: SimulationConfig, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) hexal luminance, shapes (n_frames, n_hex) and (n_test, n_hex)."""
+    seed = cfg.seed if seed is None else seed
+    return RECORDED.get(cfg.visual_input_type, _generated_frames)(cfg, seed)

@@ -41,7 +41,7 @@ def least_squares_W(H: np.ndarray, R: np.ndarray, ridge: float) -> np.ndarray:
 
 def refit_W(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_frames: int, ridge: float) -> dict:
     """``params`` with W replaced by its least-squares value given the current g_phi, f_theta, a."""
-    if spec.update != "additive" or spec.variant != "dense" or spec.low_rank:
+    if spec.update != "additive" or not spec.all_to_all or spec.low_rank:
         raise ValueError("the W refit needs the additive update on a dense, full-rank W")
     frames = spread_frames(len(data.train), n_frames)
     volts, target = read_rows(data.train.voltage, frames), read_rows(data.train.target, frames)
