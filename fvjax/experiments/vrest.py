@@ -4,13 +4,14 @@ and noise, train the GNN, evaluate.
 
     python -m experiments.vrest --seed 7                       # default preset (16,000 frames, 40,000 iterations)
     python -m experiments.vrest --seed 7 --preset paper        # 64,000 frames, aug 20, batch 2 (the paper's size)
+    python -m experiments.vrest --seed 7 --recipe reference    # the reference's recipe (default: fvjax's)
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
     python -m experiments.vrest --seeds 1-8 --cluster local:4  # four dask worker processes (docs/cluster.md)
     python -m experiments.vrest --seeds 1-8 --cluster lsf --cluster-config lsf.yaml   # workers as LSF jobs
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
-Writes runs/vrest/<preset>_seed<N>/: config.yaml, loss.csv, metrics_during.csv,
+Writes runs/vrest/<preset>_seed<N>/ (<preset>_reference_seed<N>/ with --recipe reference): config.yaml, loss.csv, metrics_during.csv,
 during/ (recovery snapshots), checkpoints/, metrics.json, analysis.log, recovered.npz, per_type.csv,
 plots/*.png (per_type.png: the per-cell-type answer). Re-running the same command resumes; other
 settings in the same folder are refused. The dataset is shared by every run that needs the same data:
@@ -34,7 +35,7 @@ from fvjax.generate import parse_sets
 # Sizes. The config's training defaults are the recipe behind the reference's baseline (docs/training.md).
 PRESETS = {
     "paper": {"simulation.n_frames": 64000, "training.data_augmentation_loop": 20, "training.batch_size": 2},
-    # 25-53 min on 2 CPU cores depending on the machine, data and evaluation included (docs/results.md)
+    # 50-100 min on 2 CPU cores depending on the machine and its load, data and evaluation included (docs/results.md)
     "default": {"simulation.n_frames": 16000, "training.batch_size": 2, "training.n_iter": 40000},
 }
 
