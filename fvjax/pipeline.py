@@ -10,6 +10,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -108,16 +109,10 @@ def run(cfg: Config, run_dir: str | Path, *, data_dir: str | Path | None = None,
     Writes config.yaml, loss.csv, metrics_during.csv, checkpoints/, metrics.json, analysis.log,
     recovered.npz and plots/*.png; returns the metrics. Re-running resumes. One process at a time
     per folder (:func:`run_lock`)."""
-    from .datacache import cache_root, dataset_dir
     from .device import configure_jax
 
     configure_jax()
-    run_dir = Path(run_dir)
-    check_run_settings(cfg, run_dir)
-    if data_dir is None:
-        data_dir = dataset_dir(cfg, run_dir)
-        cfg = cfg.replace(**{"simulation.data_cache": str(cache_root(cfg, run_dir))})   # recorded in config.yaml
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg, run_dir, data_dir = _run_folder(cfg, run_dir, data_dir)
     with run_lock(run_dir):
         return _run_locked(cfg, run_dir, data_dir, progress, header, plots, verify_data)
 
@@ -189,10 +184,23 @@ def run_lock(run_dir: Path):
         lock.unlink(missing_ok=True)
 
 
-def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool,
-                verify_data: bool = False) -> dict:
-    from .evaluate.report import evaluate, quick_metrics, write_analysis_log, write_metrics
-    from .train import fit, model_spec
+class Prepared(NamedTuple):
+    """A run folder ready to train: its data, ground truth and graph (see :func:`_prepare`)."""
+
+    cfg: Config
+    run_dir: Path
+    data: Dataset
+    nodes: object
+    gt: object
+    graph: M.Graph
+    spec: M.ModelSpec
+    kind: object
+    started: float
+
+
+def _prepare(cfg: Config, run_dir: Path, data_dir, progress: bool, verify_data: bool = False) -> Prepared:
+    """Generate or reuse the dataset, check it, write config.yaml, load the network's ground truth."""
+    from .train import model_spec
 
     started = time.time()
     data = ensure_dataset(cfg, Path(data_dir), progress, verify_data)
@@ -203,29 +211,87 @@ def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: di
     kind = resolve(cfg)
     nodes, gt, graph = kind.load(data, cfg)
     spec = model_spec(cfg, int(data.manifest["n_nodes"]), int(graph.src.shape[0]))
-    result = fit(cfg, data, graph, run_dir, progress=progress,
-                 on_eval=lambda params, it: quick_metrics(params, spec, graph, data, gt,
-                                                          save_to=run_dir / "during" / f"recovered_{it:07d}.npz"))
+    return Prepared(cfg, run_dir, data, nodes, gt, graph, spec, kind, started)
+
+
+def _checks(p: Prepared):
+    """The in-training recovery check of a prepared run (writes during/recovered_<it>.npz)."""
+    from .evaluate.report import quick_metrics
+
+    return lambda params, it: quick_metrics(params, p.spec, p.graph, p.data, p.gt,
+                                            save_to=p.run_dir / "during" / f"recovered_{it:07d}.npz")
+
+
+def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: bool) -> dict:
+    """Evaluate the trained parameters; write metrics.json, analysis.log, recovered.npz and plots."""
+    from .evaluate.report import evaluate, write_analysis_log, write_metrics
+
     if progress:
         print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
-    metrics, arrays = evaluate(result.params, result.spec, graph, data, nodes, gt, cfg.simulation.delta_t,
-                               cluster_components=kind.cluster_components(nodes))
-    n = spec.n_nodes
-    metrics.update({"model": kind.label(cfg),
-                    "final_loss": result.history[-1]["data"] / n if result.history else float("nan"),
+    cfg, data = p.cfg, p.data
+    metrics, arrays = evaluate(result.params, result.spec, p.graph, data, p.nodes, p.gt, cfg.simulation.delta_t,
+                               cluster_components=p.kind.cluster_components(p.nodes))
+    metrics.update({"model": p.kind.label(cfg),
+                    "final_loss": result.history[-1]["data"] / p.spec.n_nodes if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
                     # this process's wall time plus the training time of the processes it resumed from
-                    "total_time_min": round((time.time() - started + result.resumed_wall_s) / 60, 2),
+                    "total_time_min": round((time.time() - p.started + result.resumed_wall_s) / 60, 2),
                     "iterations": result.iterations,
                     "data_dir": str(Path(data.path).resolve()),
                     **(header or {})})
-    write_metrics(run_dir, metrics, arrays)
-    write_analysis_log(run_dir / "analysis.log", metrics,
+    write_metrics(p.run_dir, metrics, arrays)
+    write_analysis_log(p.run_dir / "analysis.log", metrics,
                        header={**(header or {}), "n_frames": len(data.train), "iterations": result.iterations,
                                "batch_size": cfg.training.batch_size, "time_step": cfg.training.time_step})
     if plots:
-        save_plots(run_dir, result, arrays, gt, nodes, metrics)
+        save_plots(p.run_dir, result, arrays, p.gt, p.nodes, metrics)
     return metrics
+
+
+def _run_locked(cfg: Config, run_dir: Path, data_dir, progress: bool, header: dict | None, plots: bool,
+                verify_data: bool = False) -> dict:
+    from .train import fit
+
+    p = _prepare(cfg, run_dir, data_dir, progress, verify_data)
+    result = fit(cfg, p.data, p.graph, run_dir, progress=progress, on_eval=_checks(p))
+    return _finish(p, result, progress, header, plots)
+
+
+def _run_folder(cfg: Config, run_dir: str | Path, data_dir) -> tuple[Config, Path, Path]:
+    """(cfg with its data cache recorded, run_dir, data_dir) for :func:`run` and :func:`run_vmapped`."""
+    from .datacache import cache_root, dataset_dir
+
+    run_dir = Path(run_dir)
+    check_run_settings(cfg, run_dir)
+    if data_dir is None:
+        data_dir = dataset_dir(cfg, run_dir)
+        cfg = cfg.replace(**{"simulation.data_cache": str(cache_root(cfg, run_dir))})   # recorded in config.yaml
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg, run_dir, Path(data_dir)
+
+
+def run_vmapped(tasks: list[dict], progress: bool = True) -> list[dict]:
+    """Several runs that differ only in their seeds, trained as one program: the models of all seeds
+    are stacked and one vmapped step trains them together (:func:`fvjax.train.fit_many`); each run
+    folder gets what :func:`run` writes. A task holds cfg, run_dir and optionally header, plots,
+    data_dir, verify_data. Pays where one model does not fill the device (a GPU); on a 2-core CPU it
+    is slower than one run after another (benchmarks/README.md)."""
+    from contextlib import ExitStack
+
+    from .device import configure_jax
+    from .train import fit_many
+
+    configure_jax()
+    folders = [_run_folder(t["cfg"], t["run_dir"], t.get("data_dir")) for t in tasks]
+    with ExitStack() as stack:
+        for _, run_dir, _ in folders:
+            stack.enter_context(run_lock(run_dir))
+        prepared = [_prepare(cfg, run_dir, data_dir, progress, t.get("verify_data", False))
+                    for (cfg, run_dir, data_dir), t in zip(folders, tasks)]
+        results = fit_many([p.cfg for p in prepared], [p.data for p in prepared], prepared[0].graph,
+                           [p.run_dir for p in prepared], on_evals=[_checks(p) for p in prepared], progress=progress)
+        return [_finish(p, r, progress, t.get("header"), t.get("plots", True))
+                for p, r, t in zip(prepared, results, tasks)]
 
 
 def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) -> None:

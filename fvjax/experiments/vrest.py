@@ -7,6 +7,7 @@ and noise, train the GNN, evaluate.
     python -m experiments.vrest --seed 7 --recipe reference    # the reference's recipe (default: fvjax's)
     python -m experiments.vrest --seeds 1-8                    # several seeds, mean +- std
     python -m experiments.vrest --seeds 1-8 --jobs 4           # four seeds at a time (many-core machines)
+    python -m experiments.vrest --seeds 1-8 --vmap             # eight models in one vmapped program (a GPU)
     python -m experiments.vrest --seeds 1-8 --cluster local:4  # four dask worker processes (docs/cluster.md)
     python -m experiments.vrest --seeds 1-8 --cluster lsf --cluster-config lsf.yaml   # workers as LSF jobs
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
@@ -146,6 +147,9 @@ def parser() -> argparse.ArgumentParser:
                         "than sequential on 2 cores (benchmarks/README.md), useful on many-core machines")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard curves to RUN/tensorboard (pip install -e \".[tensorboard]\")")
+    p.add_argument("--vmap", action="store_true",
+                   help="with --seeds: train all seeds as one vmapped program (for a GPU; slower than one after "
+                        "another on a 2-core CPU, benchmarks/README.md)")
     cluster_arguments(p, "seed")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verify-data", action="store_true",
@@ -160,6 +164,8 @@ def main(argv=None) -> int:
         cfg = build_config(args)
         seeds = parse_seeds(args.seeds) if args.seeds else [0 if args.seed is None else args.seed]
         cluster = cluster_from_arguments(args)
+        if args.vmap and (cluster is not None or args.jobs > 1):
+            raise ConfigError("--vmap trains the seeds in this process; it does not combine with --cluster or --jobs")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -188,7 +194,14 @@ def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
 
     def report(task, metrics):
         print(f"   seed {task['header']['seed']}: " + _line(metrics), flush=True)
-    if cluster is not None:
+    if args.vmap and len(seeds) > 1:
+        from fvjax.pipeline import run_vmapped
+
+        print(f"== seeds {seeds}: one vmapped program -> {args.out}", flush=True)
+        metrics = run_vmapped(tasks, progress=not args.quiet)
+        for task, m in zip(tasks, metrics):
+            report(task, m)
+    elif cluster is not None:
         from fvjax.cluster import open_client
 
         print(f"== seeds {seeds}: dask cluster {args.cluster} -> {args.out}", flush=True)
