@@ -61,6 +61,20 @@ def _program(compiled) -> str:
     return re.sub(r"\.\d+\b|_\d+\.\d+|region_\d+", "", text[text.index("%"):])
 
 
+def alternate(steps: dict, states: dict, args: tuple, iters: int, rounds: int) -> dict[str, list[float]]:
+    """ms per iteration of each compiled step in ``steps`` (name -> scanned step of ``iters`` steps),
+    timed call by call in alternation, the order reversed every round so background load hits all
+    alike; ``states`` is advanced in place."""
+    names, times = list(steps), {name: [] for name in steps}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t = time.perf_counter()
+            states[name], terms = steps[name](states[name], *args)
+            jax.block_until_ready(terms)
+            times[name].append((time.perf_counter() - t) / iters * 1e3)
+    return times
+
+
 def compare_mlp(setup, batches, iters, rounds):
     """Flax MLP vs hand-written MLP in the scanned step, alternating calls; one line per batch size."""
     conn, graph, spec, opt, coeffs = setup
@@ -69,7 +83,7 @@ def compare_mlp(setup, batches, iters, rounds):
           f"{'same state':>11}")
     for B in batches:
         bk, keys = random_batch(rng, conn, (iters, B)), jax.random.split(key, iters)
-        steps, states, programs, times = {}, {}, {}, {"hand": [], "flax": []}
+        steps, states, programs = {}, {}, {}
         for name, fn in (("hand", hand_written_mlp_apply), ("flax", M.mlp_apply)):
             orig, M.mlp_apply = M.mlp_apply, fn
             make_steps.cache_clear()   # memoised: the other variant's program would be reused
@@ -81,12 +95,7 @@ def compare_mlp(setup, batches, iters, rounds):
                 jax.block_until_ready(states[name])
             finally:
                 M.mlp_apply = orig
-        for r in range(rounds):
-            for name in (("hand", "flax") if r % 2 == 0 else ("flax", "hand")):
-                t = time.perf_counter()
-                states[name], terms = steps[name](states[name], bk, keys, graph, xnorm, coeffs)
-                jax.block_until_ready(terms)
-                times[name].append((time.perf_counter() - t) / iters * 1e3)
+        times = alternate(steps, states, (bk, keys, graph, xnorm, coeffs), iters, rounds)
         hand, flax = statistics.median(times["hand"]), statistics.median(times["flax"])
         q1, ratio, q3 = statistics.quantiles([f / h for f, h in zip(times["flax"], times["hand"])], n=4)
         same_state = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(states["hand"]),
@@ -121,7 +130,7 @@ def ablate(setup, iters, rounds):
     conn, graph, spec, opt, coeffs = setup
     xnorm, key = jnp.float32(1.0), jax.random.PRNGKey(0)
     bk, keys = random_batch(np.random.default_rng(0), conn, (iters, 2)), jax.random.split(key, iters)
-    steps, states, times = {}, {}, {name: [] for name in ABLATIONS}
+    steps, states = {}, {}
     for name, change in ABLATIONS.items():
         table, k, fn = change or ({}, None, None)
         saved = table.get(k)
@@ -135,12 +144,7 @@ def ablate(setup, iters, rounds):
         finally:
             if change:
                 table[k] = saved
-    for r in range(rounds):
-        for name in (list(ABLATIONS) if r % 2 == 0 else list(ABLATIONS)[::-1]):
-            t = time.perf_counter()
-            states[name], terms = steps[name](states[name], bk, keys, graph, xnorm, coeffs)
-            jax.block_until_ready(terms)
-            times[name].append((time.perf_counter() - t) / iters * 1e3)
+    times = alternate(steps, states, (bk, keys, graph, xnorm, coeffs), iters, rounds)
     print("| variant (batch 2) | ms/iteration | ratio to the full step |")
     for name in ABLATIONS:
         ratio = statistics.median(a / b for a, b in zip(times[name], times["full step"]))

@@ -525,6 +525,16 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         raise ConfigError(f"{path or 'defaults'}: {err}") from None
 
 
+def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
+                  skip: dict | None = None) -> list[str]:
+    """Dotted keys of ``sections`` that differ between two config mappings, ``skip``'s keys
+    ({section: keys}) aside (both sides filled with today's defaults, so folders written before a key
+    existed still compare)."""
+    a, b, skip = to_dict(from_dict(stored)), to_dict(from_dict(wanted)), skip or {}
+    return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
+                  if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
+
+
 def to_dict(cfg) -> dict:
     """Plain nested dict (tuples as lists), suitable for YAML/JSON."""
     def conv(v):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import model as M
-from .config import Config, dump_config, from_dict, to_dict
+from .config import Config, dump_config, settings_diff, to_dict
 from .datacache import NOT_IN_DATA
 from .dataset import Dataset, load_dataset, verify_dataset
 from .networks import generate_dataset, resolve
@@ -38,15 +38,6 @@ BOOKKEEPING = {"simulation": ("chunk_frames", "data_cache"),
                "training": ("steps_per_call", "eval_every", "eval_budget", "tensorboard")}
 # keys a dataset on disk does not depend on (measurement noise is drawn at training time)
 DATA_SKIP = {"simulation": NOT_IN_DATA}
-
-
-def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
-                  skip: dict = BOOKKEEPING) -> list[str]:
-    """Dotted keys of ``sections`` that differ, ``skip``'s keys aside (both sides filled with
-    today's defaults, so folders written before a key existed still compare)."""
-    a, b = to_dict(from_dict(stored)), to_dict(from_dict(wanted))
-    return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
-                  if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
 
 
 def check_usable(cfg: Config, data: Dataset) -> None:
@@ -72,7 +63,7 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
     stored = yaml.safe_load(path.read_text()) or {}
     wanted = to_dict(cfg)
     wanted.pop("ignored", None)
-    differ = settings_diff({k: v for k, v in stored.items() if k != "ignored"}, wanted)
+    differ = settings_diff({k: v for k, v in stored.items() if k != "ignored"}, wanted, skip=BOOKKEEPING)
     if differ:
         raise RunMismatch(f"{run_dir} holds a run started with other settings ({', '.join(differ)}); its results "
                           f"would be reported under the new ones. Use another run folder (--out) for the new "

@@ -120,7 +120,8 @@ def _restore(run_dir: Path, resume: bool, state, n_iter: int) -> tuple:
 
 @dataclass
 class _Loop:
-    """What every block of one fit shares (built once in :func:`fit`)."""
+    """What every block of one run folder's fit shares (built once by :meth:`open`, in :func:`fit` and
+    per seed in :func:`fvjax.train.fit_many`)."""
 
     cfg: Config
     data: Dataset
@@ -134,6 +135,38 @@ class _Loop:
     checkpoint_every_s: float
     t0: float
     last_ckpt: float = field(default_factory=time.time)
+    resumed_s: float = 0.0     # training wall time of the processes this run resumed from
+
+    @classmethod
+    def open(cls, cfg: Config, data: Dataset, graph: M.Graph, run_dir: Path, spec: M.ModelSpec, optimizer,
+             on_eval: Callable | None, checkpoint_every_s: float, resume: bool = True):
+        """(loop, state, epoch, iteration) to start from: the latest checkpoint in ``run_dir`` when
+        resuming, else the initial state of the run's "init" stream at (0, 0)."""
+        tr = cfg.training
+        n_iter = n_iterations(cfg, len(data.train))
+        fresh = init_state(M.init(stream_key(tr.seed, "init"), spec), optimizer)
+        state, epoch, it, elapsed = _restore(run_dir, resume, fresh, n_iter)
+        cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
+        loop = cls(cfg, data, graph, run_dir, spec, n_iter, cadence, TrainingLog(run_dir, tensorboard=tr.tensorboard),
+                   on_eval, checkpoint_every_s, time.time() - elapsed, resumed_s=elapsed)
+        return loop, state, epoch, it
+
+    def record(self, state, terms: dict, epoch: int, it: int) -> dict:
+        """Log the block ending at iteration ``it`` (its loss terms as numpy) and stop on non-finite
+        terms or parameters; returns the logged row."""
+        terms = {name: np.asarray(v) for name, v in terms.items()}
+        row = self.log.losses(epoch, it, epoch * self.n_iter + it, round(time.time() - self.t0, 2), terms)
+        _check_finite(terms, state.params, epoch, it, self.run_dir, self.log)
+        return row
+
+    def save_epoch(self, state, epoch: int) -> None:
+        """The checkpoint at the end of ``epoch`` (the logs flushed first)."""
+        self.log.flush()
+        save_checkpoint(self.run_dir, state, epoch + 1, 0, time.time() - self.t0, step=(epoch + 1) * self.n_iter)
+
+    def result(self, params) -> FitResult:
+        return FitResult(params, self.spec, self.log.history, time.time() - self.t0,
+                         self.cfg.training.n_epochs * self.n_iter, self.resumed_s)
 
     def optimizer_for(self, epoch: int):
         """Adam for ``epoch``: a and g_phi at learning rate 0 in the epoch after an embedding snap (every
@@ -163,6 +196,11 @@ class _Loop:
         return state
 
 
+def block_keys(base_key, first_step: int, k: int) -> jax.Array:
+    """(k, 2) keys of the steps first_step ... first_step + k - 1 (over all epochs) of a run's training stream."""
+    return jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + first_step)
+
+
 def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
     """Train one epoch from iteration ``start``; returns the state at its end."""
     from tqdm.auto import tqdm
@@ -179,14 +217,11 @@ def _epoch(loop: _Loop, state, epoch: int, start: int, progress: bool):
     while it < n_iter:
         k = loop.block_size(it)
         batches = gather_block(data, idx[it:it + k], time_step, recurrent)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(k) + epoch * n_iter + it)
-        state, terms = scanned(state, batches, keys, loop.graph, xnorm, coeffs)
-        terms = {name: np.asarray(v) for name, v in terms.items()}
+        state, terms = scanned(state, batches, block_keys(base_key, epoch * n_iter + it, k), loop.graph, xnorm, coeffs)
         it += k
-        row = loop.log.losses(epoch, it, epoch * n_iter + it, round(time.time() - loop.t0, 2), terms)
+        row = loop.record(state, terms, epoch, it)
         bar.update(k)
         bar.set_postfix(_postfix(row["data"] / data.train.voltage.shape[1], loop.cadence), refresh=False)
-        _check_finite(terms, state.params, epoch, it, loop.run_dir, loop.log)
         state = loop.after_block(state, epoch, it)
     bar.close()
     return state
@@ -229,22 +264,16 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
     spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
-    optimizer = make_optimizer(tr)
-    n_iter = n_iterations(cfg, len(data.train))
-    state, start_epoch, start_iter, elapsed = _restore(
-        run_dir, resume, init_state(M.init(stream_key(tr.seed, "init"), spec), optimizer), n_iter)
-    cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
-    loop = _Loop(cfg, data, graph, run_dir, spec, n_iter, cadence,
-                 TrainingLog(run_dir, tensorboard=tr.tensorboard), on_eval, checkpoint_every_s, time.time() - elapsed)
+    loop, state, start_epoch, start_iter = _Loop.open(cfg, data, graph, run_dir, spec, make_optimizer(tr), on_eval,
+                                                      checkpoint_every_s, resume)
     try:
         for epoch in range(start_epoch, tr.n_epochs):
             state = _epoch(loop, state, epoch, start_iter if epoch == start_epoch else 0, progress)
             state = _epoch_end(loop, state, epoch, progress)
-            loop.log.flush()
-            save_checkpoint(run_dir, state, epoch + 1, 0, time.time() - loop.t0, step=(epoch + 1) * n_iter)
+            loop.save_epoch(state, epoch)
     finally:
         loop.log.close()
-    return FitResult(state.params, spec, loop.log.history, time.time() - loop.t0, tr.n_epochs * n_iter, elapsed)
+    return loop.result(state.params)
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:

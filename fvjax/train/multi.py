@@ -8,39 +8,31 @@ runs that differ in nothing but their seeds can share the program.
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import model as M
-from ..config import Config, ConfigError, to_dict
+from ..config import Config, ConfigError, settings_diff, to_dict
 from ..dataset import Dataset
 from ..rng import stream_key
-from .cadence import EvalCadence
-from .checkpoint import save_checkpoint
-from .loop import (FitResult, TrainingLog, _check_finite, _epoch_mode, _Loop, _postfix, _restore, frame_indices,
-                   gather_block, model_spec, n_iterations, step_config)
+from .loop import FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, model_spec, step_config
 from .losses import coefficients
 from .optim import make_optimizer
-from .step import init_state, make_steps
+from .step import make_steps
 
-SEED_KEYS = {("simulation", "seed"), ("training", "seed"), ("simulation", "data_cache")}
+SEED_KEYS = {"simulation": ("seed", "data_cache"), "training": ("seed",)}
 
 
 def check_same_but_seeds(cfgs: list[Config]) -> None:
     """ConfigError unless the configs differ only in their seeds, and use nothing vmapped training lacks."""
     def settings(cfg):
-        d = to_dict(cfg)
-        return {(s, k): v for s in ("simulation", "graph_model", "training") for k, v in d[s].items()
-                if (s, k) not in SEED_KEYS}
-    first = settings(cfgs[0])
+        return {k: v for k, v in to_dict(cfg).items() if k != "ignored"}
     for cfg in cfgs[1:]:
-        differ = sorted(f"{s}.{k}" for (s, k), v in settings(cfg).items() if first.get((s, k)) != v)
+        differ = settings_diff(settings(cfgs[0]), settings(cfg), skip=SEED_KEYS)
         if differ:
             raise ConfigError(f"vmapped seeds must differ only in their seeds; these differ: {', '.join(differ)}")
     tr, sim = cfgs[0].training, cfgs[0].simulation
@@ -76,19 +68,13 @@ def fit_many(cfgs: list[Config], datas: list[Dataset], graph: M.Graph, run_dirs:
     tr = cfgs[0].training
     spec = model_spec(cfgs[0], datas[0].train.voltage.shape[1], int(graph.src.shape[0]))
     optimizer = make_optimizer(tr)
-    n_iter = n_iterations(cfgs[0], len(datas[0].train))
-    on_evals = on_evals or [None] * len(cfgs)
-    loops, states, starts, resumed_s = [], [], set(), []
-    for cfg, data, run_dir, on_eval in zip(cfgs, datas, map(Path, run_dirs), on_evals):
+    loops, states, starts = [], [], set()
+    for cfg, data, run_dir, on_eval in zip(cfgs, datas, map(Path, run_dirs), on_evals or [None] * len(cfgs)):
         run_dir.mkdir(parents=True, exist_ok=True)
-        fresh = init_state(M.init(stream_key(cfg.training.seed, "init"), spec), optimizer)
-        state, epoch, it, elapsed = _restore(run_dir, True, fresh, n_iter)
-        starts.add((epoch, it))
-        cadence = EvalCadence(tr.eval_every or max(n_iter // 10, 1), tr.eval_budget if on_eval else 0.0)
-        loops.append(_Loop(cfg, data, graph, run_dir, spec, n_iter, cadence, TrainingLog(run_dir), on_eval,
-                           checkpoint_every_s, time.time() - elapsed))
+        loop, state, epoch, it = _Loop.open(cfg, data, graph, run_dir, spec, optimizer, on_eval, checkpoint_every_s)
+        loops.append(loop)
         states.append(state)
-        resumed_s.append(elapsed)
+        starts.add((epoch, it))
     if len(starts) > 1:
         raise ConfigError(f"the folders' checkpoints are at different iterations {sorted(starts)}; "
                           "finish them one at a time (without --vmap)")
@@ -96,17 +82,13 @@ def fit_many(cfgs: list[Config], datas: list[Dataset], graph: M.Graph, run_dirs:
     state = stack(states)
     try:
         for epoch in range(start_epoch, tr.n_epochs):
-            first = start_iter if epoch == start_epoch else 0
-            state = _epoch_many(loops, state, epoch, first, optimizer, progress)
+            state = _epoch_many(loops, state, epoch, start_iter if epoch == start_epoch else 0, optimizer, progress)
             for i, loop in enumerate(loops):
-                loop.log.flush()
-                save_checkpoint(loop.run_dir, unstack(state, i), epoch + 1, 0, time.time() - loop.t0,
-                                step=(epoch + 1) * n_iter)
+                loop.save_epoch(unstack(state, i), epoch)
     finally:
         for loop in loops:
             loop.log.close()
-    return [FitResult(unstack(state.params, i), spec, loop.log.history, time.time() - loop.t0, tr.n_epochs * n_iter,
-                      resumed) for i, (loop, resumed) in enumerate(zip(loops, resumed_s))]
+    return [loop.result(unstack(state.params, i)) for i, loop in enumerate(loops)]
 
 
 def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, progress: bool):
@@ -126,15 +108,12 @@ def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, pr
     while it < n_iter:
         k = loops[0].block_size(it)
         batches = stack([gather_block(lp.data, ix[it:it + k], time_step, recurrent) for lp, ix in zip(loops, idx)])
-        steps = jnp.arange(k) + epoch * n_iter + it
-        keys = jnp.stack([jax.vmap(lambda i, b=b: jax.random.fold_in(b, i))(steps) for b in base_keys])
+        keys = jnp.stack([block_keys(b, epoch * n_iter + it, k) for b in base_keys])
         state, terms = step(state, batches, keys, loops[0].graph, xnorms, coeffs)
         it += k
-        for i, lp in enumerate(loops):
-            seed_terms = {name: np.asarray(v[i]) for name, v in terms.items()}
-            row = lp.log.losses(epoch, it, epoch * n_iter + it, round(time.time() - lp.t0, 2), seed_terms)
+        for i, lp in enumerate(loops):   # the returned state: refits, which could change it, are refused
             one = unstack(state, i)
-            _check_finite(seed_terms, one.params, epoch, it, lp.run_dir, lp.log)
+            row = lp.record(one, {name: v[i] for name, v in terms.items()}, epoch, it)
             lp.after_block(one, epoch, it)
         bar.update(k)
         bar.set_postfix(_postfix(row["data"] / lp.data.train.voltage.shape[1], loops[0].cadence), refresh=False)
