@@ -238,6 +238,8 @@ class TrainingConfig:
                                               "(0.632 in epoch 0); exponential: 1 - exp(-rate * epoch)")
     coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (baseline: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
+    ema_decay: float = _opt(0.0, lo=0.0, hi=0.999999, doc="fvjax's own: evaluate an exponential moving average of "
+                            "the parameters spanning about 1 / (1 - decay) steps (fvjax.train.average); 0 = off")
     W_refit_every: int = _opt(0, lo=0, doc="fvjax's own: every N iterations set W to its least-squares value "
                               "given the MLPs (additive update, dense W only); 0 = off (fvjax.train.refit)")
     W_refit_frames: int = _opt(5000, lo=1, doc="training frames (evenly spread) the W refit solves over")
@@ -280,6 +282,9 @@ class TrainingConfig:
         if self.recurrent_training and self.neural_ODE_training:
             raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
                               "choose one (Euler unrolls or an ODE solver)")
+        if self.ema_decay > 0 and self.W_refit_every:
+            raise ConfigError("training.ema_decay and training.W_refit_every are both set: a refit replaces W, so "
+                              "the running average would mix two solutions; set one of them to 0")
         if self.cluster_distance_threshold <= 0:
             raise ConfigError(f"training.cluster_distance_threshold: {self.cluster_distance_threshold!r} must be "
                               "above 0 (a distance on profiles scaled to [0, 1]; the reference uses 0.1)")

@@ -83,9 +83,11 @@ class Run:
         return self._network[2]
 
     def params(self):
-        """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec."""
+        """The model parameters of the latest checkpoint (a plain pytree; the running average when the
+        run kept one, ``training.ema_decay``) and its ModelSpec."""
         from . import model as M
         from .train import init_state, make_optimizer, model_spec
+        from .train.average import model_params
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
 
         ckpt = latest_checkpoint(self.path)
@@ -97,7 +99,7 @@ class Run:
 
         like = init_state(M.init(jax.random.PRNGKey(0), spec), make_optimizer(self.config.training))
         state, _ = restore_checkpoint(ckpt, like)
-        return state.params, spec
+        return model_params(state), spec
 
     @cached_property
     def per_type(self):

@@ -198,3 +198,19 @@ def test_drift_command_without_checkpoints_skips_the_vrest_table(two_runs, tmp_p
     captured = capsys.readouterr()
     assert "V_rest table skipped" in captured.err and "checkpoint" in captured.err
     assert "Traceback" not in captured.err and not (run / "vrest.json").exists()
+
+
+def test_averaged_checkpoints_r2_by_hand():
+    """Two checkpoints scattered symmetrically around the truth: each alone has R^2 below 1, their
+    mean recovers it exactly; k larger than the number of checkpoints is left out."""
+    from fvjax.evaluate.diagnostics import averaged_checkpoints_r2
+    from fvjax.evaluate.metrics import r2_filtered
+
+    w = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
+    noise = np.array([0.3, -0.2, 0.4, -0.1, 0.2])
+    snaps = {4: {"W": w + 2 * noise}, 8: {"W": w + noise}, 12: {"W": w - noise}}
+    out = averaged_checkpoints_r2(snaps, w, counts=(2, 3, 4))
+    assert set(out) == {2, 3}
+    assert out[2] == pytest.approx(1.0)
+    assert out[3] == pytest.approx(r2_filtered(w, w + 2 * noise / 3)[0])
+    assert r2_filtered(w, snaps[12]["W"])[0] < 0.99

@@ -128,6 +128,17 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
     return out
 
 
+def averaged_checkpoints_r2(snapshots: dict[int, dict], W_true, counts=(2, 3, 4, 5)) -> dict[int, float]:
+    """Connectivity R^2 (reference definition) of W* averaged over the last k in-training checkpoints,
+    for each k in ``counts`` that the run has: whether the late checkpoints scatter around a better
+    answer than the last one (docs/drift.md, section 4)."""
+    from .metrics import r2_filtered
+
+    its = sorted(snapshots)
+    return {k: r2_filtered(W_true, np.mean([np.asarray(snapshots[i]["W"], np.float64) for i in its[-k:]], 0))[0]
+            for k in counts if k <= len(its)}
+
+
 # ----------------------------------------------------------------------------- V_rest (docs/drift.md §3)
 
 

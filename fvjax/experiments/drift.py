@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         print(f"error: {run} has no during/recovered_*.npz; run a training there first", file=sys.stderr)
         return 2
     from fvjax.connectome import build_connectome
-    from fvjax.evaluate.diagnostics import drift_table
+    from fvjax.evaluate.diagnostics import averaged_checkpoints_r2, drift_table
     from fvjax.networks.flyvis import dataset_ground_truth
 
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
@@ -58,6 +58,10 @@ def main(argv=None) -> int:
                           for t in top)
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
+    means = averaged_checkpoints_r2(snaps, gt.W)
+    if means:
+        print("conn_R2 of W* averaged over the last k checkpoints: "
+              + ", ".join(f"k={k} {r2:.4f}" for k, r2 in means.items()))
     if (run / "recovered.npz").is_file():
         try:
             print_vrest(opened, conn, gt, args.top)

@@ -19,6 +19,7 @@ from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
 from ..dataset import Dataset, read_rows, voltage_sample
 from ..rng import stream_key, stream_rng
+from .average import model_params
 from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
@@ -179,6 +180,15 @@ class _Loop:
         grids = [self.cadence.every] + ([tr.W_refit_every] if tr.W_refit_every else [])
         return min(tr.steps_per_call, self.n_iter - it, *(g - it % g for g in grids))
 
+    def checks(self, state, step: int) -> dict:
+        """The recovery check of the model's parameters; with parameter averaging also that of the last
+        iterate, as ``<name>_last`` (checked first, so files the check writes hold the average's)."""
+        model = model_params(state)
+        if model is state.params:
+            return self.on_eval(model, step)
+        last = {f"{k}_last": v for k, v in self.on_eval(state.params, step).items()}
+        return {**self.on_eval(model, step), **last}
+
     def after_block(self, state, epoch: int, it: int):
         """W refit, recovery check and time-based checkpoint due after iteration ``it``."""
         tr, step = self.cfg.training, epoch * self.n_iter + it
@@ -187,7 +197,7 @@ class _Loop:
                                                   tr.W_refit_frames, tr.W_refit_ridge))
         if self.cadence.due(it):
             tick = time.time()
-            self.log.metrics(self.on_eval(state.params, step), step)
+            self.log.metrics(self.checks(state, step), step)
             self.cadence.record(time.time() - tick)
         if time.time() - self.last_ckpt > self.checkpoint_every_s:
             self.log.flush()
@@ -273,7 +283,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
             loop.save_epoch(state, epoch)
     finally:
         loop.log.close()
-    return loop.result(state.params)
+    return loop.result(model_params(state))
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:

@@ -20,6 +20,7 @@ from ..config import Config, ConfigError, settings_diff, to_dict
 from ..dataset import Dataset
 from ..rng import stream_key
 from .loop import FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, model_spec, step_config
+from .average import model_params
 from .losses import coefficients
 from .optim import make_optimizer
 from .step import make_steps
@@ -88,7 +89,7 @@ def fit_many(cfgs: list[Config], datas: list[Dataset], graph: M.Graph, run_dirs:
     finally:
         for loop in loops:
             loop.log.close()
-    return [loop.result(unstack(state.params, i)) for i, loop in enumerate(loops)]
+    return [loop.result(model_params(unstack(state, i))) for i, loop in enumerate(loops)]
 
 
 def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, progress: bool):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from ..config import TrainingConfig
+from .average import track_average
 
 GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f")
 
@@ -60,7 +61,8 @@ def labels(params: dict) -> dict:
 @lru_cache(maxsize=32)
 def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
                    frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
-    """Adam (0.9, 0.999, eps 1e-8) per group; W's gradient norm clipped when ``grad_clip_W`` > 0.
+    """Adam (0.9, 0.999, eps 1e-8) per group; W's gradient norm clipped when ``grad_clip_W`` > 0;
+    the parameters' running average tracked last when ``ema_decay`` > 0 (:mod:`fvjax.train.average`).
     Groups in ``frozen`` get learning rate 0 (same state structure, so a state moves between the two;
     the other groups' schedules are unchanged). Memoised (optax transformations are stateless), so
     fits of one configuration in one process share their compiled steps (``make_steps``)."""
@@ -77,7 +79,8 @@ def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
         if name == "W" and cfg.grad_clip_W > 0:
             adam = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_W), adam)
         transforms[name] = adam
-    return optax.multi_transform(transforms, labels)
+    partitioned = optax.multi_transform(transforms, labels)
+    return optax.chain(partitioned, track_average(cfg.ema_decay)) if cfg.ema_decay > 0 else partitioned
 
 
 def fresh_moments(optimizer: optax.GradientTransformation, opt_state, params):
