@@ -128,6 +128,28 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
     return out
 
 
+def connectivity_ceiling(voltage, W_true, src, type_names=None, node_type=None) -> dict:
+    """What a recording can identify of W: a source whose voltage never rises above 0 sends ReLU(v) = 0
+    on every frame, so the weights of its edges leave no trace in the data and any estimate fits them
+    equally well. Over the frames of ``voltage`` (T, N): the silent sources, their edges, those edges'
+    share of sum W^2, and ``ceiling_R2``, the connectivity R^2 (reference definition) of the true W with
+    the silent sources' weights set to 0 (what an estimator that fits every other edge exactly and
+    leaves unseen weights at 0 reaches). With ``type_names`` and ``node_type``: silent neurons per type."""
+    from .metrics import r2_filtered
+
+    active = np.asarray(np.max(voltage, axis=0) > 0)
+    W_true, src = np.asarray(W_true, np.float64), np.asarray(src)
+    silent_edge = ~active[src]
+    ceiling = np.where(silent_edge, 0.0, W_true)
+    out = {"silent_sources": int((~active).sum()), "silent_edges": int(silent_edge.sum()),
+           "silent_weight_share": float((W_true[silent_edge] ** 2).sum() / max((W_true ** 2).sum(), 1e-300)),
+           "ceiling_R2": r2_filtered(W_true, ceiling)[0]}
+    if type_names is not None and node_type is not None:
+        counts = np.bincount(np.asarray(node_type)[~active], minlength=len(type_names))
+        out["silent_per_type"] = {type_names[t]: int(c) for t, c in enumerate(counts) if c}
+    return out
+
+
 def averaged_checkpoints_r2(snapshots: dict[int, dict], W_true, counts=(2, 3, 4, 5)) -> dict[int, float]:
     """Connectivity R^2 (reference definition) of W* averaged over the last k in-training checkpoints,
     for each k in ``counts`` that the run has: whether the late checkpoints scatter around a better

@@ -58,6 +58,7 @@ def main(argv=None) -> int:
                           for t in top)
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
+    print_ceiling(data, conn, gt, snaps[max(snaps)]["W"])
     means = averaged_checkpoints_r2(snaps, gt.W)
     if means:
         print("conn_R2 of W* averaged over the last k checkpoints: "
@@ -68,6 +69,21 @@ def main(argv=None) -> int:
         except FileNotFoundError as err:   # recovered.npz without a checkpoint (deleted to save space)
             print(f"V_rest table skipped: {err}", file=sys.stderr)
     return 0
+
+
+def print_ceiling(data, conn, gt, W_star) -> None:
+    """What the training data identify of W (diagnostics.connectivity_ceiling) and the last checkpoint's
+    W* on the identifiable edges alone."""
+    from fvjax.evaluate.diagnostics import connectivity_ceiling
+    from fvjax.evaluate.metrics import r2_filtered
+
+    c = connectivity_ceiling(data.train.voltage, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
+    seen = np.asarray(np.max(data.train.voltage, axis=0) > 0)[np.asarray(conn.edge_src)]
+    silent = ", ".join(f"{t} {n}" for t, n in c["silent_per_type"].items()) or "none"
+    print(f"never active in the training data: {c['silent_sources']} neurons ({silent}); their "
+          f"{c['silent_edges']} edges hold {c['silent_weight_share']:.1%} of sum W^2 and cannot be identified; "
+          f"conn_R2 ceiling {c['ceiling_R2']:.4f}; last checkpoint's W* on the other edges: "
+          f"conn_R2 {r2_filtered(np.asarray(gt.W)[seen], np.asarray(W_star)[seen])[0]:.4f}")
 
 
 def print_vrest(opened, conn, gt, top: int) -> None:

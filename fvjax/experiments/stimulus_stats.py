@@ -9,7 +9,9 @@ fraction of voltages below 0 (rectified by ReLU), the number of near-silent type
 true summed input (message) relative to its std (how far msg = 0 lies from the data), and per type
 how well a constant input can be told apart from the neuron's regressors
 (``fvjax.evaluate.diagnostics.rest_identifiability`` on 400 frames; near 0 = V_rest confounded with the
-weights of almost constant sources, docs/drift.md). Writes ``stimulus_stats.json`` in --out.
+weights of almost constant sources, docs/drift.md), and the connectivity R^2 ceiling: the weights of
+sources never active over the frames leave no trace in the data
+(``fvjax.evaluate.diagnostics.connectivity_ceiling``). Writes ``stimulus_stats.json`` in --out.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
     from fvjax.dataset import spread_frames
-    from fvjax.evaluate.diagnostics import rest_identifiability
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, rest_identifiability
     from fvjax.evaluate.metrics import effective_rank
 
     std = voltage.std(0)
@@ -38,7 +40,10 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     r90, r99 = effective_rank(voltage)
     ident = rest_identifiability(voltage[spread_frames(len(voltage), 400)], conn.edge_src, conn.edge_dst, conn.n_nodes)
     per_type_ident = np.array([np.median(ident[conn.node_type == t]) for t in range(conn.n_types)])
+    ceiling = connectivity_ceiling(voltage, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
     return {"median_type_std": float(np.median(per_type_std)), "fraction_below_0": float((voltage < 0).mean()),
+            "connectivity_ceiling_R2": ceiling["ceiling_R2"], "silent_sources": ceiling["silent_sources"],
+            "silent_weight_share": ceiling["silent_weight_share"], "silent_per_type": ceiling["silent_per_type"],
             "silent_types": int((per_type_std < 0.01).sum()), "effective_rank_90": r90, "effective_rank_99": r99,
             "per_type_std": dict(zip(conn.type_names, map(float, per_type_std))),
             "msg_zero_in_stds": per_type_zero,
@@ -86,7 +91,9 @@ def main(argv=None) -> int:
               f"silent types {r['silent_types']}  eff. rank 90/99 {r['effective_rank_90']}/{r['effective_rank_99']}  "
               f"msg=0 at (Am, L1, L3) {r['msg_zero_in_stds']['Am']:.1f}/{r['msg_zero_in_stds']['L1']:.1f}/"
               f"{r['msg_zero_in_stds']['L3']:.1f} std  rest identifiability (median type) "
-              f"{r['median_rest_identifiability']:.1e}", flush=True)
+              f"{r['median_rest_identifiability']:.1e}  never active {r['silent_sources']} neurons "
+              f"({r['silent_weight_share']:.1%} of sum W^2), conn R2 ceiling {r['connectivity_ceiling_R2']:.4f}",
+              flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "stimulus_stats.json").write_text(json.dumps(results, indent=1))
