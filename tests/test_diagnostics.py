@@ -219,16 +219,21 @@ def test_averaged_checkpoints_r2_by_hand():
 def test_connectivity_ceiling_by_hand():
     """Three neurons, source 1 never above 0: its two edges are unidentifiable; the ceiling is the R^2
     of the true W against W with those edges at 0, computed here by hand."""
-    from fvjax.evaluate.diagnostics import connectivity_ceiling
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active, identifiable_scores
 
     voltage = np.array([[0.5, -1.0, 0.2], [-0.3, -0.2, 0.4], [1.0, -0.5, -0.1]])
+    np.testing.assert_array_equal(ever_active(voltage, chunk=2), [True, False, True])
     src = np.array([0, 1, 1, 2, 0])
     W = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
-    out = connectivity_ceiling(voltage, W, src, ["A", "B"], np.array([0, 1, 0]))
+    out = connectivity_ceiling(ever_active(voltage), W, src, ["A", "B"], np.array([0, 1, 0]))
     assert out["silent_sources"] == 1 and out["silent_edges"] == 2
     assert out["silent_weight_share"] == pytest.approx(4.25 / 15.25)
     x, y = W, np.array([1.0, 0.0, 0.0, 3.0, -1.0])
     r = np.corrcoef(x, y)[0, 1]
     assert out["ceiling_R2"] == pytest.approx(r ** 2)
     assert out["silent_per_type"] == {"B": 1}
-    assert connectivity_ceiling(np.abs(voltage) + 0.1, W, src)["ceiling_R2"] == pytest.approx(1.0)
+    assert connectivity_ceiling(np.ones(3, bool), W, src)["ceiling_R2"] == pytest.approx(1.0)
+    # a W* right on the seen edges and wild on the silent ones: perfect on the identifiable edges only
+    scores = identifiable_scores(W, np.array([1.0, 9.0, -7.0, 3.0, -1.0]), src, voltage)
+    assert scores["connectivity_R2_identifiable"] == pytest.approx(1.0)
+    assert scores["connectivity_ceiling_R2"] == pytest.approx(r ** 2) and scores["silent_sources"] == 1

@@ -128,16 +128,26 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
     return out
 
 
-def connectivity_ceiling(voltage, W_true, src, type_names=None, node_type=None) -> dict:
-    """What a recording can identify of W: a source whose voltage never rises above 0 sends ReLU(v) = 0
-    on every frame, so the weights of its edges leave no trace in the data and any estimate fits them
-    equally well. Over the frames of ``voltage`` (T, N): the silent sources, their edges, those edges'
-    share of sum W^2, and ``ceiling_R2``, the connectivity R^2 (reference definition) of the true W with
-    the silent sources' weights set to 0 (what an estimator that fits every other edge exactly and
-    leaves unseen weights at 0 reaches). With ``type_names`` and ``node_type``: silent neurons per type."""
+def ever_active(voltage, chunk: int = 4096) -> np.ndarray:
+    """(N,) whether each neuron's voltage rises above 0 on some frame of ``voltage`` (T, N), read in
+    chunks of frames (a memory-mapped split is never loaded whole)."""
+    active = np.zeros(voltage.shape[1], bool)
+    for start in range(0, len(voltage), chunk):
+        active |= np.asarray(voltage[start:start + chunk]).max(axis=0) > 0
+    return active
+
+
+def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -> dict:
+    """What a recording can identify of W: a source whose voltage never rises above 0 (``active``
+    False, :func:`ever_active`) sends ReLU(v) = 0 on every frame, so the weights of its edges leave no
+    trace in the data and any estimate fits them equally well. Returns the silent sources, their
+    edges, those edges' share of sum W^2, and ``ceiling_R2``, the connectivity R^2 (reference
+    definition) of the true W with the silent sources' weights set to 0 (what an estimator that fits
+    every other edge exactly and leaves unseen weights at 0 reaches). With ``type_names`` and
+    ``node_type``: silent neurons per type."""
     from .metrics import r2_filtered
 
-    active = np.asarray(np.max(voltage, axis=0) > 0)
+    active = np.asarray(active, bool)
     W_true, src = np.asarray(W_true, np.float64), np.asarray(src)
     silent_edge = ~active[src]
     ceiling = np.where(silent_edge, 0.0, W_true)
@@ -148,6 +158,19 @@ def connectivity_ceiling(voltage, W_true, src, type_names=None, node_type=None) 
         counts = np.bincount(np.asarray(node_type)[~active], minlength=len(type_names))
         out["silent_per_type"] = {type_names[t]: int(c) for t, c in enumerate(counts) if c}
     return out
+
+
+def identifiable_scores(W_true, W_star, src, voltage) -> dict:
+    """The connectivity scores a ReLU network's training data bound: ``connectivity_ceiling_R2``
+    (:func:`connectivity_ceiling`), ``connectivity_R2_identifiable`` (the reference's R^2 of W* over the
+    edges whose source is active on some frame) and ``silent_sources``."""
+    from .metrics import r2_filtered
+
+    active = ever_active(voltage)
+    ceiling = connectivity_ceiling(active, W_true, src)
+    seen = active[np.asarray(src)]
+    return {"connectivity_ceiling_R2": ceiling["ceiling_R2"], "silent_sources": ceiling["silent_sources"],
+            "connectivity_R2_identifiable": r2_filtered(np.asarray(W_true)[seen], np.asarray(W_star)[seen])[0]}
 
 
 def averaged_checkpoints_r2(snapshots: dict[int, dict], W_true, counts=(2, 3, 4, 5)) -> dict[int, float]:

@@ -15,7 +15,7 @@ from ..dataset import Dataset
 from ..groundtruth import GroundTruth
 from ..networks.synthetic import PDEN2Network
 from . import metrics as MT
-from .diagnostics import diagnose
+from .diagnostics import diagnose, identifiable_scores
 from .pde_n2 import pde_n2_scores_on_data
 
 
@@ -41,6 +41,7 @@ def field_scores(params, spec, graph, data: Dataset) -> dict:
 # ground truths whose dynamics are not the leaky form get their own scores, which replace the
 # leaky-form probes of the same name (connectivity_R2, tau_R2) and add their parameters' R^2
 NETWORK_SCORES = {PDEN2Network: pde_n2_scores_on_data}
+RELU_NETWORKS = (GroundTruth,)   # ground truths whose sources act through ReLU(v) (flyvis)
 
 
 def network_scores(params, spec, data: Dataset, gt) -> tuple[dict, dict]:
@@ -105,6 +106,8 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out = {}
     out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
     out["connectivity_R2_data"] = MT.r2_filtered(gt.W, rec["W_data"])[0]
+    if type(gt) in RELU_NETWORKS:   # sources never above 0 send nothing: their weights are unidentifiable
+        out.update(identifiable_scores(gt.W, rec["W"], src, data.train.voltage))
     out["tau_R2_data"] = MT.r2_affine(gt.tau, MT.tau_from_slope(rec["v_gain"]))[0]
     out["V_rest_R2_data"] = MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]
     W_raw = np.asarray(M.weights(params, spec))

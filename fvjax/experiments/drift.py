@@ -74,11 +74,12 @@ def main(argv=None) -> int:
 def print_ceiling(data, conn, gt, W_star) -> None:
     """What the training data identify of W (diagnostics.connectivity_ceiling) and the last checkpoint's
     W* on the identifiable edges alone."""
-    from fvjax.evaluate.diagnostics import connectivity_ceiling
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active
     from fvjax.evaluate.metrics import r2_filtered
 
-    c = connectivity_ceiling(data.train.voltage, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
-    seen = np.asarray(np.max(data.train.voltage, axis=0) > 0)[np.asarray(conn.edge_src)]
+    active = ever_active(data.train.voltage)
+    c = connectivity_ceiling(active, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
+    seen = active[np.asarray(conn.edge_src)]
     silent = ", ".join(f"{t} {n}" for t, n in c["silent_per_type"].items()) or "none"
     print(f"never active in the training data: {c['silent_sources']} neurons ({silent}); their "
           f"{c['silent_edges']} edges hold {c['silent_weight_share']:.1%} of sum W^2 and cannot be identified; "

@@ -27,7 +27,7 @@ import numpy as np
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
     from fvjax.dataset import spread_frames
-    from fvjax.evaluate.diagnostics import connectivity_ceiling, rest_identifiability
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active, rest_identifiability
     from fvjax.evaluate.metrics import effective_rank
 
     std = voltage.std(0)
@@ -40,7 +40,7 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     r90, r99 = effective_rank(voltage)
     ident = rest_identifiability(voltage[spread_frames(len(voltage), 400)], conn.edge_src, conn.edge_dst, conn.n_nodes)
     per_type_ident = np.array([np.median(ident[conn.node_type == t]) for t in range(conn.n_types)])
-    ceiling = connectivity_ceiling(voltage, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
+    ceiling = connectivity_ceiling(ever_active(voltage), gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
     return {"median_type_std": float(np.median(per_type_std)), "fraction_below_0": float((voltage < 0).mean()),
             "connectivity_ceiling_R2": ceiling["ceiling_R2"], "silent_sources": ceiling["silent_sources"],
             "silent_weight_share": ceiling["silent_weight_share"], "silent_per_type": ceiling["silent_per_type"],
