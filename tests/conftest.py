@@ -71,3 +71,25 @@ def tiny_pde_n2():
         return from_dict({"simulation": {**TINY_PDE_N2, "n_neurons": n_neurons, "n_frames": n_frames},
                           "graph_model": {**TINY_SIGNAL_GNN, **graph_model}, "training": training})
     return make
+
+
+@pytest.fixture
+def interrupted(monkeypatch):
+    """``interrupted(start)``: call ``start()`` (a fit) so that it dies right after writing its first
+    checkpoint, as a killed job would; the checkpoint writer is restored afterwards."""
+    from fvjax.train import loop as L
+
+    def run(start):
+        real_save = L.save_checkpoint
+
+        def save_then_die(*args, **kwargs):
+            real_save(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(L, "save_checkpoint", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                start()
+        finally:
+            monkeypatch.setattr(L, "save_checkpoint", real_save)
+    return run

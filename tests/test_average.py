@@ -61,14 +61,14 @@ def test_bad_settings_are_refused(sets, key):
         track_average(0.0)
 
 
-def test_fit_evaluates_and_resumes_the_average(tmp_path, tiny_pde_n2, monkeypatch):
+def test_fit_evaluates_and_resumes_the_average(tmp_path, tiny_pde_n2, interrupted):
     """A fit with ema_decay: the checks and the result see the average (not the last parameters), and a
     run interrupted after a checkpoint resumes to the same average."""
     from fvjax.networks import generate_dataset
     from fvjax.dataset import load_dataset
     from fvjax import model as M
 
-    training = {"n_iter": 12, "steps_per_call": 4, "eval_every": 6, "ema_decay": 0.5}
+    training = {"n_iter": 12, "steps_per_call": 4, "eval_every": 6, "eval_budget": 1.0, "ema_decay": 0.5}
     cfg = tiny_pde_n2(20, 200, training)
     data = load_dataset(generate_dataset(cfg, tmp_path / "ds", progress=False))
     graph = M.dense_graph(20, data.input_index)
@@ -96,16 +96,7 @@ def test_fit_evaluates_and_resumes_the_average(tmp_path, tiny_pde_n2, monkeypatc
     for a, b in zip(jax.tree.leaves(model_params(state)), jax.tree.leaves(full.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
-    real_save = L.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(L, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg, data, graph, tmp_path / "cut", progress=False, checkpoint_every_s=0.0, on_eval=check)
-    monkeypatch.setattr(L, "save_checkpoint", real_save)
+    interrupted(lambda: fit(cfg, data, graph, tmp_path / "cut", progress=False, checkpoint_every_s=0.0, on_eval=check))
     resumed = fit(cfg, data, graph, tmp_path / "cut", progress=False, on_eval=check)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)

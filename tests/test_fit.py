@@ -56,24 +56,13 @@ def _cfg(**kw):
     return load_config(None, {**base, **kw})
 
 
-def test_fit_resume_is_exact(tmp_path, small_data, graph, monkeypatch):
+def test_fit_resume_is_exact(tmp_path, small_data, graph, interrupted):
     full = fit(_cfg(), small_data, graph, tmp_path / "full", progress=False)
     assert full.iterations == 12 and np.isfinite(full.history[-1]["data"])
     # blocks end at eval points too: 4, 6, 10, 12 -> header + 4 rows
     assert (tmp_path / "full" / "loss.csv").read_text().count("\n") == 5
 
-    real_save = L.save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(L, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False, checkpoint_every_s=0.0)
-    monkeypatch.setattr(L, "save_checkpoint", real_save)
+    interrupted(lambda: fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False, checkpoint_every_s=0.0))
     resumed = fit(_cfg(), small_data, graph, tmp_path / "cut", progress=False)
     rows = (tmp_path / "cut" / "loss.csv").read_text().splitlines()[1:]
     assert [r.split(",")[1] for r in rows] == ["4", "6", "10", "12"]  # no duplicated rows after resume

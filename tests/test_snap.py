@@ -135,7 +135,7 @@ def tiny(tmp_path_factory, tiny_pde_n2):
     return cfg, data, M.dense_graph(16, data.input_index)
 
 
-def test_fit_snaps_freezes_a_and_g_phi_and_resumes_exactly(tmp_path, tiny, monkeypatch):
+def test_fit_snaps_freezes_a_and_g_phi_and_resumes_exactly(tmp_path, tiny, interrupted):
     from fvjax.train import fit
     from fvjax.train import loop as L
     from fvjax.train.checkpoint import Checkpoint, restore_checkpoint
@@ -165,16 +165,7 @@ def test_fit_snaps_freezes_a_and_g_phi_and_resumes_exactly(tmp_path, tiny, monke
                                                               jax.tree.leaves(end0.params[key])))
     assert np.abs(a0 - 1.0).max() > 1e-4       # a (initialised to ones) learned in epoch 0, before the snap
     # stop right after the end-of-epoch-0 checkpoint, resume: the same final parameters
-    real_save = L.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(L, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg, data, graph, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(L, "save_checkpoint", real_save)
+    interrupted(lambda: fit(cfg, data, graph, tmp_path / "cut", progress=False))
     assert L.latest_checkpoint(tmp_path / "cut").step == cfg.training.n_iter
     resumed = fit(cfg, data, graph, tmp_path / "cut", progress=False)
     for x, y in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
