@@ -100,3 +100,20 @@ def test_fit_evaluates_and_resumes_the_average(tmp_path, tiny_pde_n2, interrupte
     resumed = fit(cfg, data, graph, tmp_path / "cut", progress=False, on_eval=check)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+
+
+def test_adam_restarts_keep_the_average_unless_the_parameters_jumped():
+    """After an embedding snap the average restarts at the snapped parameters; at the restart that
+    ends the frozen epoch it carries on (docs/decisions.md)."""
+    from fvjax.train.optim import fresh_moments
+
+    opt = make_optimizer(load_config(None, {"training.ema_decay": 0.99}).training)
+    params = {"W": jnp.zeros(4), "g_phi": jnp.ones(2), "f_theta": jnp.ones(2), "a": jnp.ones(2)}
+    state = opt.init(params)
+    state = (state[0], AverageState(jnp.asarray(5, jnp.int32), {**params, "W": jnp.full(4, 3.0)}))
+    moved = {**params, "W": jnp.full(4, 7.0)}
+    kept = fresh_moments(opt, state, moved, keep_average=True)[1]
+    assert int(kept.count) == 5 and float(kept.average["W"][0]) == 3.0
+    reset = fresh_moments(opt, state, moved)[1]
+    assert int(reset.count) == 0 and float(reset.average["W"][0]) == 7.0
+

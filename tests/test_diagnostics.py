@@ -220,6 +220,7 @@ def test_connectivity_ceiling_by_hand():
     """Three neurons, source 1 never above 0: its two edges are unidentifiable; the ceiling is the R^2
     of the true W against W with those edges at 0, computed here by hand."""
     from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active, identifiable_scores
+    from fvjax.evaluate.metrics import r2_filtered
 
     voltage = np.array([[0.5, -1.0, 0.2], [-0.3, -0.2, 0.4], [1.0, -0.5, -0.1]])
     np.testing.assert_array_equal(ever_active(voltage, chunk=2), [True, False, True])
@@ -234,6 +235,26 @@ def test_connectivity_ceiling_by_hand():
     assert out["silent_per_type"] == {"B": 1}
     assert connectivity_ceiling(np.ones(3, bool), W, src)["ceiling_R2"] == pytest.approx(1.0)
     # a W* right on the seen edges and wild on the silent ones: perfect on the identifiable edges only
-    scores = identifiable_scores(W, np.array([1.0, 9.0, -7.0, 3.0, -1.0]), src, voltage)
+    wrong_on_silent = np.array([1.0, 2.0, -2.0, 3.0, -1.0])   # within the outlier filter's 5 of the truth
+    scores = identifiable_scores(W, wrong_on_silent, src, voltage)
     assert scores["connectivity_R2_identifiable"] == pytest.approx(1.0)
+    assert r2_filtered(W, wrong_on_silent)[0] < 0.9   # unmasked, the silent edges count
     assert scores["connectivity_ceiling_R2"] == pytest.approx(r ** 2) and scores["silent_sources"] == 1
+
+
+def test_least_squares_weights_recover_an_exact_equation():
+    """Data made by the true equation (tau 0.1, V_rest 0.3) with one always-silent source: the fit
+    returns every seen weight exactly and 0 for the silent one (min-norm, its column is all zeros)."""
+    from fvjax.evaluate.diagnostics import least_squares_weights
+
+    rng = np.random.default_rng(0)
+    V = rng.normal(0.2, 1.0, (500, 4))
+    V[:, 3] = -1.0 - rng.random(500)      # never above 0
+    src = np.array([1, 2, 3])
+    w = np.array([0.7, -1.2, 0.9])
+    E = np.zeros_like(V)
+    E[:, 0] = rng.normal(size=500)
+    Y = np.zeros_like(V)
+    Y[:, 0] = (-V[:, 0] + 0.3 + np.maximum(V[:, src], 0) @ w + E[:, 0]) / 0.1
+    got = least_squares_weights(V, Y, E, 0, np.arange(3), src)
+    np.testing.assert_allclose(got, [0.7, -1.2, 0.0], atol=1e-9)

@@ -141,11 +141,12 @@ def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -
     """What a recording can identify of W: a source whose voltage never rises above 0 (``active``
     False, :func:`ever_active`) sends ReLU(v) = 0 on every frame, so the weights of its edges leave no
     trace in the data and any estimate fits them equally well. Returns the silent sources, their
-    edges, those edges' share of sum W^2, and ``ceiling_R2``, the connectivity R^2 (reference
-    definition) of the true W with the silent sources' weights set to 0 (what an estimator that fits
-    every other edge exactly and leaves unseen weights at 0 reaches). With ``type_names`` and
+    edges, those edges' share of sum W^2, and ``ceiling_R2``, the affine R^2 of the true W against
+    the true W with the silent sources' weights set to 0: what an estimator that fits every other edge
+    exactly and leaves the unseen weights at 0 reaches (not a hard bound: unseen weights that happen
+    to share the true ones' pattern score higher). With ``type_names`` and
     ``node_type``: silent neurons per type."""
-    from .metrics import r2_filtered
+    from .metrics import r2_affine
 
     active = np.asarray(active, bool)
     W_true, src = np.asarray(W_true, np.float64), np.asarray(src)
@@ -153,7 +154,7 @@ def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -
     ceiling = np.where(silent_edge, 0.0, W_true)
     out = {"silent_sources": int((~active).sum()), "silent_edges": int(silent_edge.sum()),
            "silent_weight_share": float((W_true[silent_edge] ** 2).sum() / max((W_true ** 2).sum(), 1e-300)),
-           "ceiling_R2": r2_filtered(W_true, ceiling)[0]}
+           "ceiling_R2": r2_affine(W_true, ceiling)[0]}
     if type_names is not None and node_type is not None:
         counts = np.bincount(np.asarray(node_type)[~active], minlength=len(type_names))
         out["silent_per_type"] = {type_names[t]: int(c) for t, c in enumerate(counts) if c}
@@ -171,6 +172,17 @@ def identifiable_scores(W_true, W_star, src, voltage) -> dict:
     seen = active[np.asarray(src)]
     return {"connectivity_ceiling_R2": ceiling["ceiling_R2"], "silent_sources": ceiling["silent_sources"],
             "connectivity_R2_identifiable": r2_filtered(np.asarray(W_true)[seen], np.asarray(W_star)[seen])[0]}
+
+
+def least_squares_weights(voltage, target, node_input, i: int, edges, src) -> np.ndarray:
+    """The weights into neuron ``i`` that the data alone give: least squares of the true equation's
+    form, y_i ~ alpha v_i + sum_j beta_j ReLU(v_j) + delta e_i + gamma over the frames of ``voltage``
+    (T, N), ``target`` (T, N) and ``node_input`` (T, N); W_ij = -beta_j / alpha for ``edges`` into i."""
+    edges = np.asarray(edges)
+    X = np.column_stack([voltage[:, i], np.maximum(voltage[:, np.asarray(src)[edges]], 0), node_input[:, i],
+                         np.ones(len(voltage))])
+    coef = np.linalg.lstsq(X, target[:, i], rcond=None)[0]
+    return -coef[1:1 + len(edges)] / coef[0]
 
 
 def averaged_checkpoints_r2(snapshots: dict[int, dict], W_true, counts=(2, 3, 4, 5)) -> dict[int, float]:

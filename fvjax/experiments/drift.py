@@ -6,6 +6,7 @@ the learned message's constant offset, split into what the weights and g_phi's s
 (docs/drift.md, section 3).
 
     python -m experiments.drift runs/vrest/default_seed7            # prints the table, writes drift.json
+    python -m experiments.drift RUN --least-squares L3,Tm1,T1        # + what the data alone give into these types
 
 Needs ``RUN/during/recovered_*.npz`` (written by every run since 2026-12-01) and ``RUN/data``.
 """
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder")
     p.add_argument("--top", type=int, default=8, help="target types listed (largest error share at the end)")
+    p.add_argument("--least-squares", default="", metavar="TYPES",
+                   help="comma-separated target types: compare the run's W* into them with a least-squares fit of "
+                        "the true equation's form on the training data (what the data alone give)")
     args = p.parse_args(argv)
     run = Path(args.run)
     files = sorted((run / "during").glob("recovered_*.npz"))
@@ -59,6 +63,8 @@ def main(argv=None) -> int:
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
     print_ceiling(data, conn, gt, snaps[max(snaps)]["W"])
+    if args.least_squares:
+        print_least_squares(data, conn, gt, snaps[max(snaps)]["W"], args.least_squares.split(","))
     means = averaged_checkpoints_r2(snaps, gt.W)
     if means:
         print("conn_R2 of W* averaged over the last k checkpoints: "
@@ -85,6 +91,37 @@ def print_ceiling(data, conn, gt, W_star) -> None:
           f"{c['silent_edges']} edges hold {c['silent_weight_share']:.1%} of sum W^2 and cannot be identified; "
           f"conn_R2 ceiling {c['ceiling_R2']:.4f}; last checkpoint's W* on the other edges: "
           f"conn_R2 {r2_filtered(np.asarray(gt.W)[seen], np.asarray(W_star)[seen])[0]:.4f}")
+
+
+def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int = 6000, per_type: int = 40) -> None:
+    """Per target type: gain (least-squares slope through 0) and R^2 of the weights a least-squares fit of
+    the true equation gives (diagnostics.least_squares_weights on ``n_frames`` random training frames, up
+    to ``per_type`` neurons), next to the run's last W*."""
+    from fvjax.evaluate.diagnostics import least_squares_weights
+
+    names, nt = list(conn.type_names), np.asarray(conn.node_type)
+    src, dst = np.asarray(conn.edge_src), np.asarray(conn.edge_dst)
+    frames = np.sort(np.random.default_rng(0).choice(len(data.train), min(n_frames, len(data.train)), replace=False))
+    V = np.asarray(data.train.voltage[frames], np.float64)
+    Y = np.asarray(data.train.target[frames], np.float64)
+    E = np.zeros_like(V)
+    E[:, data.input_index] = np.asarray(data.train.stimulus[frames], np.float64)
+    W_true, W_star = np.asarray(gt.W, np.float64), np.asarray(W_star, np.float64)
+
+    def gain_r2(w, x):
+        return float(w @ x / (w @ w)), float(np.corrcoef(w, x)[0, 1] ** 2)
+    print(f"least squares of the true equation's form over {len(frames)} training frames (per target type):")
+    for name in types:
+        if name not in names:
+            print(f"  {name}: not a cell type", file=sys.stderr)
+            continue
+        neurons = np.where(nt == names.index(name))[0]
+        fits = [(e, least_squares_weights(V, Y, E, i, e, src)) for i in neurons[::max(1, len(neurons) // per_type)]
+                for e in [np.where(dst == i)[0]]]
+        edges = np.concatenate([e for e, _ in fits])
+        ls = gain_r2(W_true[edges], np.concatenate([w for _, w in fits]))
+        gnn = gain_r2(W_true[edges], W_star[edges])
+        print(f"  {name:8s} {len(edges):5d} edges  fit gain {ls[0]:5.2f} R2 {ls[1]:.3f}  |  W* gain {gnn[0]:5.2f} R2 {gnn[1]:.3f}")
 
 
 def print_vrest(opened, conn, gt, top: int) -> None:

@@ -252,7 +252,8 @@ def _epoch_end(loop: _Loop, state, epoch: int, progress: bool):
                   f"(loss {info['refit_loss'][0]:.4g} -> {info['refit_loss'][1]:.4g}; {loop.run_dir / 'snaps.json'})",
                   flush=True)
     if snaps_now or (epoch > 0 and snap_due(tr, epoch - 1)):
-        state = state._replace(opt_state=fresh_moments(loop.optimizer_for(epoch + 1), state.opt_state, state.params))
+        state = state._replace(opt_state=fresh_moments(loop.optimizer_for(epoch + 1), state.opt_state, state.params,
+                                                       keep_average=not snaps_now))
     return state
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from ..config import TrainingConfig
-from .average import track_average
+from .average import AverageState, track_average
 
 GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f")
 
@@ -83,9 +83,11 @@ def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
     return optax.chain(partitioned, track_average(cfg.ema_decay)) if cfg.ema_decay > 0 else partitioned
 
 
-def fresh_moments(optimizer: optax.GradientTransformation, opt_state, params):
+def fresh_moments(optimizer: optax.GradientTransformation, opt_state, params, keep_average: bool = False):
     """``optimizer``'s initial state for ``params`` (Adam's moments and bias-correction count back to 0),
-    keeping the learning-rate schedules' step counts of ``opt_state``."""
-    is_schedule = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
-    return jax.tree.map(lambda new, old: old if is_schedule(new) else new,
-                        optimizer.init(params), opt_state, is_leaf=is_schedule)
+    keeping the learning-rate schedules' step counts of ``opt_state``, and with ``keep_average`` the
+    parameters' running average too (``training.ema_decay``; restarted only when the parameters jumped)."""
+    kept = (optax.ScaleByScheduleState, AverageState) if keep_average else (optax.ScaleByScheduleState,)
+    is_kept = lambda x: isinstance(x, kept)  # noqa: E731
+    return jax.tree.map(lambda new, old: old if is_kept(new) else new,
+                        optimizer.init(params), opt_state, is_leaf=is_kept)
