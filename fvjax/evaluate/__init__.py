@@ -12,8 +12,9 @@ The names of ``report`` are re-exported here (``from fvjax.evaluate import evalu
 first use, so ``import fvjax.evaluate.plots`` does not pull in jax and the dataset code.
 """
 
-_REPORT = ("probe_frames", "recovered", "field_scores", "NETWORK_SCORES", "RELU_NETWORKS", "network_scores", "quick_metrics",
-           "test_scores", "SPECTRAL_RADIUS", "evaluate", "write_analysis_log", "atomic_write_text", "write_metrics")
+_REPORT = ("probe_frames", "recovered", "field_scores", "NETWORK_SCORES", "RELU_NETWORKS", "network_scores",
+           "quick_metrics", "test_scores", "SPECTRAL_RADIUS", "evaluate", "write_analysis_log", "atomic_write_text",
+           "write_metrics")
 
 
 def __getattr__(name):

@@ -121,7 +121,8 @@ def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int 
         edges = np.concatenate([e for e, _ in fits])
         ls = gain_r2(W_true[edges], np.concatenate([w for _, w in fits]))
         gnn = gain_r2(W_true[edges], W_star[edges])
-        print(f"  {name:8s} {len(edges):5d} edges  fit gain {ls[0]:5.2f} R2 {ls[1]:.3f}  |  W* gain {gnn[0]:5.2f} R2 {gnn[1]:.3f}")
+        print(f"  {name:8s} {len(edges):5d} edges  fit gain {ls[0]:5.2f} R2 {ls[1]:.3f}  |  "
+              f"W* gain {gnn[0]:5.2f} R2 {gnn[1]:.3f}")
 
 
 def print_vrest(opened, conn, gt, top: int) -> None:
