@@ -238,6 +238,9 @@ class TrainingConfig:
                                               "(0.632 in epoch 0); exponential: 1 - exp(-rate * epoch)")
     coeff_f_theta_weight_L1_rate: float = _opt(0.4, lo=0.0, doc="annealing rate of f_theta L1 (baseline: 0.4)")
     grad_clip_W: float = _opt(0.0, lo=0.0, doc="max global norm of W's gradient; 0 = off")
+    hold_silent_sources: bool = _opt(False, doc="fvjax's own: hold W at 0 on the edges whose source never rises "
+                                      "above 0 in the training data (ReLU(v) = 0 there, so the data say nothing "
+                                      "about those weights; docs/drift.md section 5); edge-list W only")
     ema_decay: float = _opt(0.0, lo=0.0, hi=0.999999, doc="fvjax's own: evaluate an exponential moving average of "
                             "the parameters spanning about 1 / (1 - decay) steps (fvjax.train.average); 0 = off")
     W_refit_every: int = _opt(0, lo=0, doc="fvjax's own: every N iterations set W to its least-squares value "

@@ -119,6 +119,7 @@ class Graph(NamedTuple):
     dst: jax.Array
     input_index: jax.Array
     input_xy: jax.Array | None = None
+    learned_edges: jax.Array | None = None   # (E,) 1/0: W held at 0 where 0 (training.hold_silent_sources)
 
 
 def dense_graph(n_nodes: int, input_index) -> Graph:

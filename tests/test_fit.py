@@ -176,3 +176,29 @@ def test_training_log_widens_its_header_on_resume(tmp_path):
     assert (tmp_path / "metrics_during.csv").read_text().splitlines() == [
         "iteration,connectivity_R2,tau_R2", "20,0.500000,", "40,0.750000,0.250000"]
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_hold_silent_sources_keeps_unseen_weights_at_zero(tmp_path, small_data, graph):
+    """training.hold_silent_sources: every edge from a neuron never above 0 in the training data keeps
+    W = 0 (even from a random start); the other edges learn."""
+    from fvjax.dataset import ever_active
+
+    res = fit(_cfg(**{"training.hold_silent_sources": True, "training.w_init_mode": "randn_scaled"}),
+              small_data, graph, tmp_path / "held", progress=False)
+    silent = ~ever_active(small_data.train.voltage)[np.asarray(graph.src)]
+    W = np.asarray(res.params["W"])
+    assert silent.sum() > 1000                      # L1, L2 and Am in model 000
+    assert np.all(W[silent] == 0) and np.mean(W[~silent] != 0) > 0.99
+    free = fit(_cfg(**{"training.w_init_mode": "randn_scaled"}), small_data, graph, tmp_path / "free", progress=False)
+    assert np.mean(np.asarray(free.params["W"])[silent] != 0) > 0.99
+
+
+def test_hold_silent_sources_is_refused_for_the_dense_variant(tmp_path, tiny_pde_n2):
+    from fvjax.config import ConfigError
+    from fvjax.dataset import load_dataset
+    from fvjax.networks import generate_dataset
+
+    cfg = tiny_pde_n2(12, 100, {"n_iter": 4, "steps_per_call": 2, "hold_silent_sources": True})
+    data = load_dataset(generate_dataset(cfg, tmp_path / "ds", progress=False))
+    with pytest.raises(ConfigError, match="hold_silent_sources"):
+        fit(cfg, data, M.dense_graph(12, data.input_index), tmp_path / "run", progress=False)

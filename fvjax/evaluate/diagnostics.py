@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dataset import ever_active
 from .metrics import per_type_r2
 
 # |r| below this for the per-neuron W-sum correlations counts as "no relation" (docs/diagnostics.md)
@@ -126,15 +127,6 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
                          for t in range(n_types)},
         }
     return out
-
-
-def ever_active(voltage, chunk: int = 4096) -> np.ndarray:
-    """(N,) whether each neuron's voltage rises above 0 on some frame of ``voltage`` (T, N), read in
-    chunks of frames (a memory-mapped split is never loaded whole)."""
-    active = np.zeros(voltage.shape[1], bool)
-    for start in range(0, len(voltage), chunk):
-        active |= np.asarray(voltage[start:start + chunk]).max(axis=0) > 0
-    return active
 
 
 def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -> dict:

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config
-from ..dataset import Dataset, read_rows, voltage_sample
+from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config, ConfigError
+from ..dataset import Dataset, ever_active, read_rows, voltage_sample
 from ..rng import stream_key, stream_rng
 from .average import model_params
 from .cadence import EvalCadence
@@ -275,6 +275,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
     spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
+    graph = hold_silent(cfg, data, graph, spec)
     loop, state, start_epoch, start_iter = _Loop.open(cfg, data, graph, run_dir, spec, make_optimizer(tr), on_eval,
                                                       checkpoint_every_s, resume)
     try:
@@ -285,6 +286,18 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     finally:
         loop.log.close()
     return loop.result(model_params(state))
+
+
+def hold_silent(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -> M.Graph:
+    """``graph`` with ``learned_edges`` set when ``training.hold_silent_sources`` asks for it: 0 on the
+    edges whose source never rises above 0 in the training data."""
+    if not cfg.training.hold_silent_sources:
+        return graph
+    if spec.all_to_all:
+        raise ConfigError("training.hold_silent_sources needs an edge-list W (signal_model_name flyvis_A or "
+                          "flyvis_B); the dense variant's sources act through g_phi, not ReLU")
+    learned = ever_active(data.train.voltage)[np.asarray(graph.src)]
+    return graph._replace(learned_edges=jnp.asarray(learned, jnp.float32))
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:

@@ -79,6 +79,8 @@ def train_step(state: TrainState, batch: Batch | SeqBatch, key, graph: M.Graph, 
     (_, terms), grads = grad_fn(state.params, spec, graph, batch, xnorm, coeffs, key, sc)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if graph.learned_edges is not None:   # weights the data cannot see stay at 0
+        params = {**params, "W": params["W"] * graph.learned_edges.astype(params["W"].dtype)}
     return TrainState(params, opt_state, state.step + 1), terms
 
 
