@@ -90,7 +90,8 @@ def print_ceiling(data, conn, gt, W_star) -> None:
     print(f"never active in the training data: {c['silent_sources']} neurons ({silent}); their "
           f"{c['silent_edges']} edges hold {c['silent_weight_share']:.1%} of sum W^2 and cannot be identified; "
           f"conn_R2 ceiling {c['ceiling_R2']:.4f}; last checkpoint's W* on the other edges: "
-          f"conn_R2 {r2_filtered(np.asarray(gt.W)[seen], np.asarray(W_star)[seen])[0]:.4f}")
+          f"conn_R2 {r2_filtered(np.asarray(gt.W)[seen], np.asarray(W_star)[seen])[0]:.4f}; all edges with the "
+          f"unseen W* at 0: conn_R2 {r2_filtered(gt.W, np.where(seen, W_star, 0.0))[0]:.4f}")
 
 
 def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int = 6000, per_type: int = 40) -> None:
