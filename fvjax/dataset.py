@@ -223,6 +223,7 @@ class Dataset:
         """The name of the network kind that generated the data (:mod:`fvjax.networks`)."""
         return self.manifest.get("network", "flyvis")
 
+
 def ever_active(voltage, chunk: int = 4096) -> np.ndarray:
     """(N,) whether each neuron's voltage rises above 0 on some frame of ``voltage`` (T, N), read in
     chunks of frames (a memory-mapped split is never loaded whole)."""

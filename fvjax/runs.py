@@ -86,8 +86,7 @@ class Run:
         """The model parameters of the latest checkpoint (a plain pytree; the running average when the
         run kept one, ``training.ema_decay``) and its ModelSpec."""
         from . import model as M
-        from .train import init_state, make_optimizer, model_spec
-        from .train.average import model_params
+        from .train import init_state, make_optimizer, model_params, model_spec
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
 
         ckpt = latest_checkpoint(self.path)

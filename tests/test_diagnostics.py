@@ -219,7 +219,8 @@ def test_averaged_checkpoints_r2_by_hand():
 def test_connectivity_ceiling_by_hand():
     """Three neurons, source 1 never above 0: its two edges are unidentifiable; the ceiling is the R^2
     of the true W against W with those edges at 0, computed here by hand."""
-    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active, identifiable_scores
+    from fvjax.dataset import ever_active
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, identifiable_scores
     from fvjax.evaluate.metrics import r2_filtered
 
     voltage = np.array([[0.5, -1.0, 0.2], [-0.3, -0.2, 0.4], [1.0, -0.5, -0.1]])
@@ -236,7 +237,7 @@ def test_connectivity_ceiling_by_hand():
     assert connectivity_ceiling(np.ones(3, bool), W, src)["ceiling_R2"] == pytest.approx(1.0)
     # a W* right on the seen edges and wild on the silent ones: perfect on the identifiable edges only
     wrong_on_silent = np.array([1.0, 2.0, -2.0, 3.0, -1.0])   # within the outlier filter's 5 of the truth
-    scores = identifiable_scores(W, wrong_on_silent, src, voltage)
+    scores = identifiable_scores(W, wrong_on_silent, src, ever_active(voltage))
     assert scores["connectivity_R2_identifiable"] == pytest.approx(1.0)
     assert r2_filtered(W, wrong_on_silent)[0] < 0.9   # unmasked, the silent edges count
     assert scores["connectivity_ceiling_R2"] == pytest.approx(r ** 2) and scores["silent_sources"] == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dataset import ever_active
 from .metrics import per_type_r2
 
 # |r| below this for the per-neuron W-sum correlations counts as "no relation" (docs/diagnostics.md)
@@ -131,13 +130,13 @@ def drift_table(snapshots: dict[int, dict], W_true, src, dst, node_type, type_na
 
 def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -> dict:
     """What a recording can identify of W: a source whose voltage never rises above 0 (``active``
-    False, :func:`ever_active`) sends ReLU(v) = 0 on every frame, so the weights of its edges leave no
-    trace in the data and any estimate fits them equally well. Returns the silent sources, their
-    edges, those edges' share of sum W^2, and ``ceiling_R2``, the affine R^2 of the true W against
-    the true W with the silent sources' weights set to 0: what an estimator that fits every other edge
-    exactly and leaves the unseen weights at 0 reaches (not a hard bound: unseen weights that happen
-    to share the true ones' pattern score higher). With ``type_names`` and
-    ``node_type``: silent neurons per type."""
+    False, :func:`fvjax.dataset.ever_active`) sends ReLU(v) = 0 on every frame, so the weights of its
+    edges leave no trace in the data and any estimate fits them equally well. Returns the silent
+    sources, their edges, those edges' share of sum W^2, and ``ceiling_R2``, the affine R^2 of the true
+    W against the true W with the silent sources' weights set to 0: what an estimator that fits every
+    other edge exactly and leaves the unseen weights at 0 reaches (not a hard bound: unseen weights
+    that happen to share the true ones' pattern score higher). With ``type_names`` and ``node_type``:
+    silent neurons per type."""
     from .metrics import r2_affine
 
     active = np.asarray(active, bool)
@@ -153,13 +152,15 @@ def connectivity_ceiling(active, W_true, src, type_names=None, node_type=None) -
     return out
 
 
-def identifiable_scores(W_true, W_star, src, voltage) -> dict:
-    """The connectivity scores a ReLU network's training data bound: ``connectivity_ceiling_R2``
-    (:func:`connectivity_ceiling`), ``connectivity_R2_identifiable`` (the reference's R^2 of W* over the
-    edges whose source is active on some frame) and ``silent_sources``."""
+def identifiable_scores(W_true, W_star, src, active) -> dict:
+    """The connectivity scores a ReLU network's training data bound (``active``:
+    :func:`fvjax.dataset.ever_active` of the training voltages): ``connectivity_ceiling_R2``
+    (:func:`connectivity_ceiling`),
+    ``connectivity_R2_identifiable`` (the reference's R^2 of W* over the edges whose source is active on
+    some frame) and ``silent_sources``."""
     from .metrics import r2_filtered
 
-    active = ever_active(voltage)
+    active = np.asarray(active, bool)
     ceiling = connectivity_ceiling(active, W_true, src)
     seen = active[np.asarray(src)]
     return {"connectivity_ceiling_R2": ceiling["ceiling_R2"], "silent_sources": ceiling["silent_sources"],

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import model as M
 from ..connectome import Connectome
-from ..dataset import Dataset
+from ..dataset import Dataset, ever_active
 from ..groundtruth import GroundTruth
 from ..networks.synthetic import PDEN2Network
 from . import metrics as MT
@@ -107,7 +107,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["connectivity_R2"], out["W_corrected_slope"] = MT.r2_filtered(gt.W, rec["W"])
     out["connectivity_R2_data"] = MT.r2_filtered(gt.W, rec["W_data"])[0]
     if type(gt) in RELU_NETWORKS:   # sources never above 0 send nothing: their weights are unidentifiable
-        out.update(identifiable_scores(gt.W, rec["W"], src, data.train.voltage))
+        out.update(identifiable_scores(gt.W, rec["W"], src, ever_active(data.train.voltage)))
     out["tau_R2_data"] = MT.r2_affine(gt.tau, MT.tau_from_slope(rec["v_gain"]))[0]
     out["V_rest_R2_data"] = MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]
     W_raw = np.asarray(M.weights(params, spec))

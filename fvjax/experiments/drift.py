@@ -80,25 +80,27 @@ def main(argv=None) -> int:
 def print_ceiling(data, conn, gt, W_star) -> None:
     """What the training data identify of W (diagnostics.connectivity_ceiling) and the last checkpoint's
     W* on the identifiable edges alone."""
-    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active
+    from fvjax.dataset import ever_active
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, identifiable_scores
     from fvjax.evaluate.metrics import r2_filtered
 
     active = ever_active(data.train.voltage)
     c = connectivity_ceiling(active, gt.W, conn.edge_src, list(conn.type_names), conn.node_type)
+    seen_r2 = identifiable_scores(gt.W, W_star, conn.edge_src, active)["connectivity_R2_identifiable"]
     seen = active[np.asarray(conn.edge_src)]
     silent = ", ".join(f"{t} {n}" for t, n in c["silent_per_type"].items()) or "none"
     print(f"never active in the training data: {c['silent_sources']} neurons ({silent}); their "
           f"{c['silent_edges']} edges hold {c['silent_weight_share']:.1%} of sum W^2 and cannot be identified; "
-          f"conn_R2 ceiling {c['ceiling_R2']:.4f}; last checkpoint's W* on the other edges: "
-          f"conn_R2 {r2_filtered(np.asarray(gt.W)[seen], np.asarray(W_star)[seen])[0]:.4f}; all edges with the "
-          f"unseen W* at 0: conn_R2 {r2_filtered(gt.W, np.where(seen, W_star, 0.0))[0]:.4f}")
+          f"conn_R2 ceiling {c['ceiling_R2']:.4f}; last checkpoint's W* on the other edges: conn_R2 {seen_r2:.4f}; "
+          f"all edges with the unseen W* at 0: conn_R2 {r2_filtered(gt.W, np.where(seen, W_star, 0.0))[0]:.4f}")
 
 
 def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int = 6000, per_type: int = 40) -> None:
     """Per target type: gain (least-squares slope through 0) and R^2 of the weights a least-squares fit of
     the true equation gives (diagnostics.least_squares_weights on ``n_frames`` random training frames, up
     to ``per_type`` neurons), next to the run's last W*."""
-    from fvjax.evaluate.diagnostics import least_squares_weights
+    from fvjax.evaluate.diagnostics import least_squares_weights, per_type_gains
+    from fvjax.evaluate.metrics import r2_affine
 
     names, nt = list(conn.type_names), np.asarray(conn.node_type)
     src, dst = np.asarray(conn.edge_src), np.asarray(conn.edge_dst)
@@ -109,8 +111,9 @@ def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int 
     E[:, data.input_index] = np.asarray(data.train.stimulus[frames], np.float64)
     W_true, W_star = np.asarray(gt.W, np.float64), np.asarray(W_star, np.float64)
 
-    def gain_r2(w, x):
-        return float(w @ x / (w @ w)), float(np.corrcoef(w, x)[0, 1] ** 2)
+    def gain_r2(w, x):   # one group: the gain through the origin, and the connectivity fit's R^2
+        return per_type_gains(w, x, np.zeros(len(w), int), 1)[0], r2_affine(w, x)[0]
+
     print(f"least squares of the true equation's form over {len(frames)} training frames (per target type):")
     for name in types:
         if name not in names:

@@ -26,8 +26,8 @@ import numpy as np
 
 def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
     """Summary of a (T, N) voltage recording (see the module docstring)."""
-    from fvjax.dataset import spread_frames
-    from fvjax.evaluate.diagnostics import connectivity_ceiling, ever_active, rest_identifiability
+    from fvjax.dataset import ever_active, spread_frames
+    from fvjax.evaluate.diagnostics import connectivity_ceiling, rest_identifiability
     from fvjax.evaluate.metrics import effective_rank
 
     std = voltage.std(0)
