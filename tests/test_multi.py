@@ -17,13 +17,15 @@ def _seeded(cfg, seed):
     return cfg.replace(**{"simulation.seed": seed, "training.seed": seed})
 
 
-def test_fit_many_equals_sequential_fits(tmp_path, tiny_pde_n2):
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9}], ids=["plain", "ema"])
+def test_fit_many_equals_sequential_fits(tmp_path, tiny_pde_n2, extra):
+    """With ``training.ema_decay`` each model's result is its own running average, as in a lone fit."""
     from fvjax import model as M
     from fvjax.dataset import load_dataset
     from fvjax.networks import generate_dataset
     from fvjax.train import fit, fit_many
 
-    base = tiny_pde_n2(16, 200, TINY)
+    base = tiny_pde_n2(16, 200, {**TINY, **extra})
     cfgs = [_seeded(base, s) for s in (1, 2)]
     datas = [load_dataset(generate_dataset(c, tmp_path / f"data{i}", progress=False)) for i, c in enumerate(cfgs)]
     graph = M.dense_graph(16, datas[0].input_index)
@@ -36,7 +38,7 @@ def test_fit_many_equals_sequential_fits(tmp_path, tiny_pde_n2):
         for a, b in zip(*(jax.tree.leaves(r.params) for r in (many[i], one))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
         assert [r["data"] for r in many[i].history] == pytest.approx([r["data"] for r in one.history], rel=1e-5)
-        assert many[i].iterations == 12 and evals[i] == [4, 8, 12]
+        assert many[i].iterations == 12 and evals[i] == [it for it in (4, 8, 12) for _ in range(1 + bool(extra))]   # ema: last, then average
         assert (tmp_path / f"v{i + 1}" / "loss.csv").is_file() and list((tmp_path / f"v{i + 1}" / "checkpoints").iterdir())
     assert not np.allclose(np.asarray(many[0].params["W"]), np.asarray(many[1].params["W"]))
 

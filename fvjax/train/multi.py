@@ -19,7 +19,8 @@ from .. import model as M
 from ..config import Config, ConfigError, settings_diff, to_dict
 from ..dataset import Dataset
 from ..rng import stream_key
-from .loop import FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, model_spec, step_config
+from .loop import (FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, model_spec,
+                   step_config)
 from .average import model_params
 from .losses import coefficients
 from .optim import make_optimizer
