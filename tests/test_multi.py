@@ -73,3 +73,32 @@ def test_vrest_vmap_equals_the_sequential_runs(two_runs, tmp_path):
             assert vm[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-4, nan_ok=True), key
         assert (out / seq.name / "plots" / "recovery.png").is_file()
     assert vrest.main(["--seeds", "3-4", "--vmap", "--jobs", "2", "--out", str(out)]) == 2
+
+
+def test_fit_many_holds_each_seeds_own_silent_sources(tmp_path, tiny_pde_n2, monkeypatch):
+    """training.hold_silent_sources under vmap: each seed keeps W at 0 on its own silent sources'
+    edges and ends where its lone fit ends. (The tiny network's neurons are all active, so which
+    sources count as silent is replaced by a rule that differs between the seeds' data.)"""
+    from fvjax import model as M
+    from fvjax.dataset import load_dataset
+    from fvjax.networks import generate_dataset
+    from fvjax.train import fit, fit_many
+    from fvjax.train import loop as L
+
+    def quiet_half(voltage):   # the neurons whose mean voltage is above the median count as active
+        mean = np.asarray(voltage).mean(axis=0)
+        return mean > np.median(mean)
+    monkeypatch.setattr(L, "ever_active", quiet_half)
+    base = tiny_pde_n2(16, 200, {**TINY, "hold_silent_sources": True}, signal_model_name="flyvis_A")
+    cfgs = [_seeded(base, s) for s in (1, 2)]
+    datas = [load_dataset(generate_dataset(c, tmp_path / f"data{i}", progress=False)) for i, c in enumerate(cfgs)]
+    graph = M.dense_graph(16, datas[0].input_index)
+    silent = [~quiet_half(d.train.voltage)[np.asarray(graph.src)] for d in datas]
+    assert silent[0].sum() == 128 and not np.array_equal(silent[0], silent[1])
+    many = fit_many(cfgs, datas, graph, [tmp_path / "v1", tmp_path / "v2"], progress=False)
+    for i, (cfg, data) in enumerate(zip(cfgs, datas)):
+        W = np.asarray(many[i].params["W"])
+        assert np.all(W[silent[i]] == 0) and np.mean(W[~silent[i]] != 0) > 0.9
+        one = fit(cfg, data, graph, tmp_path / f"s{i}", progress=False)
+        for a, b in zip(*(jax.tree.leaves(r.params) for r in (many[i], one))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)

@@ -19,8 +19,8 @@ from .. import model as M
 from ..config import Config, ConfigError, settings_diff, to_dict
 from ..dataset import Dataset
 from ..rng import stream_key
-from .loop import (FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, model_spec,
-                   step_config)
+from .loop import (FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, hold_silent,
+                   model_spec, step_config)
 from .average import model_params
 from .losses import coefficients
 from .optim import make_optimizer
@@ -39,19 +39,28 @@ def check_same_but_seeds(cfgs: list[Config]) -> None:
             raise ConfigError(f"vmapped seeds must differ only in their seeds; these differ: {', '.join(differ)}")
     tr, sim = cfgs[0].training, cfgs[0].simulation
     unsupported = {"training.sparsity": tr.sparsity != "none", "training.W_refit_every": tr.W_refit_every > 0,
-                   "simulation.measurement_noise_level": sim.measurement_noise_level > 0,
-                   "training.hold_silent_sources": tr.hold_silent_sources}
+                   "simulation.measurement_noise_level": sim.measurement_noise_level > 0}
     bad = [k for k, on in unsupported.items() if on]
     if bad:
         raise ConfigError(f"vmapped seeds do not support {', '.join(bad)}; run these seeds one after another")
 
 
 @lru_cache(maxsize=8)
-def vmapped_steps(spec: M.ModelSpec, optimizer, sc):
+def vmapped_steps(spec: M.ModelSpec, optimizer, sc, per_seed_edges: bool = False):
     """The scanned step of :func:`make_steps` vmapped over seeds: (states, batches, keys, xnorms) carry
-    a leading seed axis; the graph and the regulariser weights are shared."""
+    a leading seed axis; the graph and the regulariser weights are shared, except the graph's
+    ``learned_edges`` when ``per_seed_edges`` (each seed's own silent sources)."""
     _, scanned = make_steps(spec, optimizer, sc)
-    return jax.jit(jax.vmap(scanned, in_axes=(0, 0, 0, None, 0, None)), donate_argnums=0)
+    graph_axes = M.Graph(None, None, None, None, 0) if per_seed_edges else None
+    return jax.jit(jax.vmap(scanned, in_axes=(0, 0, 0, graph_axes, 0, None)), donate_argnums=0)
+
+
+def shared_graph(graphs: list[M.Graph]) -> M.Graph:
+    """The graph the vmapped step takes: the seeds' common edges, with their ``learned_edges`` masks
+    (training.hold_silent_sources) stacked on a leading seed axis."""
+    if graphs[0].learned_edges is None:
+        return graphs[0]
+    return graphs[0]._replace(learned_edges=jnp.stack([g.learned_edges for g in graphs]))
 
 
 def stack(trees):
@@ -74,7 +83,8 @@ def fit_many(cfgs: list[Config], datas: list[Dataset], graph: M.Graph, run_dirs:
     loops, states, starts = [], [], set()
     for cfg, data, run_dir, on_eval in zip(cfgs, datas, map(Path, run_dirs), on_evals or [None] * len(cfgs)):
         run_dir.mkdir(parents=True, exist_ok=True)
-        loop, state, epoch, it = _Loop.open(cfg, data, graph, run_dir, spec, optimizer, on_eval, checkpoint_every_s)
+        loop, state, epoch, it = _Loop.open(cfg, data, hold_silent(cfg, data, graph, spec), run_dir, spec, optimizer,
+                                            on_eval, checkpoint_every_s)
         loops.append(loop)
         states.append(state)
         starts.add((epoch, it))
@@ -100,7 +110,8 @@ def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, pr
 
     cfg, n_iter = loops[0].cfg, loops[0].n_iter
     recurrent, time_step = _epoch_mode(cfg, epoch)
-    step = vmapped_steps(loops[0].spec, optimizer, step_config(cfg, epoch))
+    graph = shared_graph([lp.graph for lp in loops])
+    step = vmapped_steps(loops[0].spec, optimizer, step_config(cfg, epoch), graph.learned_edges is not None)
     coeffs = coefficients(cfg.training, epoch)
     idx = [frame_indices(lp.cfg, len(lp.data.train), epoch, n_iter, time_step) for lp in loops]
     xnorms = jnp.asarray([lp.data.xnorm for lp in loops], jnp.float32)
@@ -112,7 +123,7 @@ def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, pr
         k = loops[0].block_size(it)
         batches = stack([gather_block(lp.data, ix[it:it + k], time_step, recurrent) for lp, ix in zip(loops, idx)])
         keys = jnp.stack([block_keys(b, epoch * n_iter + it, k) for b in base_keys])
-        state, terms = step(state, batches, keys, loops[0].graph, xnorms, coeffs)
+        state, terms = step(state, batches, keys, graph, xnorms, coeffs)
         it += k
         for i, lp in enumerate(loops):   # the returned state: refits, which could change it, are refused
             one = unstack(state, i)
