@@ -4,6 +4,7 @@
     fvjax generate --out data/x          # a dataset only
     fvjax synthetic | understand | explore | drift | identifiability ...
     fvjax show RUN                       # metrics and the per-cell-type table of a run
+    fvjax show RUN --last-iterate        # evaluate the last iterate of a run that averaged its parameters
     fvjax compare RUN [RUN ...]          # one table across runs, mean +- std per metric
     fvjax tuning RUN                     # direction selectivity of the true and the recovered circuit
 """
@@ -29,11 +30,16 @@ def show(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="fvjax show", description="metrics and per-cell-type table of a run")
     p.add_argument("run")
     p.add_argument("--csv", help="also write the per-type table to this CSV file")
+    p.add_argument("--last-iterate", action="store_true",
+                   help="evaluate the latest checkpoint's last iterate instead of reading metrics.json (a run "
+                        "with training.ema_decay reports its parameter average there); a few minutes")
     args = p.parse_args(argv)
     from .config import ConfigError
 
     try:
         run = load_run(args.run)
+        if args.last_iterate:
+            return _show_last_iterate(run)
         for key in SUMMARY_METRICS:
             if key in run.metrics:
                 print(f"{key:22s} {run.metrics[key]:.4f}")
@@ -45,6 +51,17 @@ def show(argv: list[str]) -> int:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
+    return 0
+
+
+def _show_last_iterate(run) -> int:
+    from .runs import SUMMARY_METRICS
+
+    metrics = run.evaluate(last=True)
+    print(f"{run.path}: the last iterate of its latest checkpoint")
+    for key in (*SUMMARY_METRICS, "connectivity_R2_identifiable"):
+        if isinstance(metrics.get(key), float):
+            print(f"{key:28s} {metrics[key]:.4f}")
     return 0
 
 

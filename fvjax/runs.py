@@ -4,6 +4,7 @@
     run.metrics["connectivity_R2"], run.loss, run.during        # scalars, pandas DataFrames
     run.per_type                                                  # one row per cell type
     params = run.params()                                         # latest checkpoint (plain pytree)
+    run.evaluate(last=True)                                       # its last iterate scored (ema runs)
     fvjax.compare_runs(["runs/vrest/default_seed1", "runs/vrest/default_seed2"])
 """
 
@@ -82,9 +83,10 @@ class Run:
         """The model's Graph (edges, input nodes and their positions)."""
         return self._network[2]
 
-    def params(self):
-        """The model parameters of the latest checkpoint (a plain pytree; the running average when the
-        run kept one, ``training.ema_decay``) and its ModelSpec."""
+    def params(self, last: bool = False):
+        """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec: the running
+        average when the run kept one (``training.ema_decay``), or with ``last`` the trained parameters
+        themselves (the last iterate; the same thing when the run kept no average)."""
         from . import model as M
         from .train import init_state, make_optimizer, model_params, model_spec
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
@@ -98,7 +100,20 @@ class Run:
 
         like = init_state(M.init(jax.random.PRNGKey(0), spec), make_optimizer(self.config.training))
         state, _ = restore_checkpoint(ckpt, like)
-        return model_params(state), spec
+        return (state.params if last else model_params(state)), spec
+
+    def evaluate(self, last: bool = False) -> dict:
+        """The full evaluation (``metrics.json``'s keys) of the latest checkpoint's parameters, as
+        :meth:`params` picks them; written nowhere. ``last=True`` scores the last iterate of a run that
+        kept a parameter average."""
+        from .evaluate.report import evaluate
+        from .networks import resolve
+
+        params, spec = self.params(last)
+        metrics, _ = evaluate(params, spec, self.graph, self.dataset, self.nodes, self.ground_truth,
+                              self.config.simulation.delta_t,
+                              cluster_components=resolve(self.config).cluster_components(self.nodes))
+        return metrics
 
     @cached_property
     def per_type(self):

@@ -54,3 +54,27 @@ def test_console_command_from_any_directory(two_runs, tmp_path):
     assert bad.returncode == 2 and "not a run folder" in bad.stderr and "Traceback" not in bad.stderr
     unknown = subprocess.run([*exe, "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert unknown.returncode == 2 and "vrest" in unknown.stderr
+
+
+def test_last_iterate_of_an_averaging_run(tmp_path, capsys):
+    """A run with training.ema_decay reports its average in metrics.json; Run.evaluate() reproduces
+    those numbers from the checkpoint, Run.evaluate(last=True) and ``fvjax show RUN --last-iterate``
+    score the trained parameters themselves."""
+    import fvjax
+    from fvjax.cli import main as cli
+    from fvjax.experiments.vrest import main
+    from .test_cluster import TINY_ARGS
+
+    assert main(["--seed", "1", "--out", str(tmp_path), *TINY_ARGS, "--set", "training.ema_decay=0.5"]) == 0
+    run = fvjax.load_run(tmp_path / "default_seed1")
+    averaged, last = run.params()[0], run.params(last=True)[0]
+    assert not np.allclose(np.asarray(averaged["W"]), np.asarray(last["W"]))
+    again = run.evaluate()
+    for key in ("connectivity_R2", "tau_R2", "V_rest_R2"):
+        assert again[key] == pytest.approx(run.metrics[key], rel=1e-6, abs=1e-9)
+    scored = run.evaluate(last=True)
+    assert scored["connectivity_R2"] != pytest.approx(run.metrics["connectivity_R2"], rel=1e-6, abs=1e-9)
+    capsys.readouterr()
+    assert cli(["show", str(tmp_path / "default_seed1"), "--last-iterate"]) == 0
+    out = capsys.readouterr().out
+    assert "last iterate" in out and f"connectivity_R2              {scored['connectivity_R2']:.4f}" in out
