@@ -37,9 +37,8 @@ def test_quality_model000_connectivity(tmp_path):
 
 @pytest.mark.slow
 def test_quality_fvjax_recipe(tmp_path):
-    """experiments.vrest's default recipe (gain-form update, silent-source pin, additive g_phi_diff,
-    silent sources held) in the same reduced run: connectivity and tau above the same floor (chosen
-    before the first version of this recipe was measured)."""
+    """experiments.vrest's default recipe (gain-form update, silent-source pin) in the same reduced run:
+    connectivity and tau above the same floor (chosen before this case was measured)."""
     metrics = _reduced_run(tmp_path, {}, recipe="fvjax")
     assert metrics["connectivity_R2"] >= FLOOR, metrics["connectivity_R2"]
     assert metrics["tau_R2"] >= FLOOR, metrics["tau_R2"]
