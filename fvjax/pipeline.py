@@ -213,15 +213,22 @@ def _checks(p: Prepared):
                                             save_to=p.run_dir / "during" / f"recovered_{it:07d}.npz")
 
 
+def evaluate_params(cfg: Config, params, spec: M.ModelSpec, data: Dataset, nodes, gt, graph: M.Graph):
+    """(metrics, arrays): the full evaluation of a run's parameters (what metrics.json holds)."""
+    from .evaluate.report import evaluate
+
+    return evaluate(params, spec, graph, data, nodes, gt, cfg.simulation.delta_t,
+                    cluster_components=resolve(cfg).cluster_components(nodes))
+
+
 def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: bool) -> dict:
     """Evaluate the trained parameters; write metrics.json, analysis.log, recovered.npz and plots."""
-    from .evaluate.report import evaluate, write_analysis_log, write_metrics
+    from .evaluate.report import write_analysis_log, write_metrics
 
     if progress:
         print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
     cfg, data = p.cfg, p.data
-    metrics, arrays = evaluate(result.params, result.spec, p.graph, data, p.nodes, p.gt, cfg.simulation.delta_t,
-                               cluster_components=p.kind.cluster_components(p.nodes))
+    metrics, arrays = evaluate_params(cfg, result.params, result.spec, data, p.nodes, p.gt, p.graph)
     metrics.update({"model": p.kind.label(cfg),
                     "final_loss": result.history[-1]["data"] / p.spec.n_nodes if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),

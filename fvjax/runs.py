@@ -106,14 +106,10 @@ class Run:
         """The full evaluation (``metrics.json``'s keys) of the latest checkpoint's parameters, as
         :meth:`params` picks them; written nowhere. ``last=True`` scores the last iterate of a run that
         kept a parameter average."""
-        from .evaluate.report import evaluate
-        from .networks import resolve
+        from .pipeline import evaluate_params
 
         params, spec = self.params(last)
-        metrics, _ = evaluate(params, spec, self.graph, self.dataset, self.nodes, self.ground_truth,
-                              self.config.simulation.delta_t,
-                              cluster_components=resolve(self.config).cluster_components(self.nodes))
-        return metrics
+        return evaluate_params(self.config, params, spec, self.dataset, self.nodes, self.ground_truth, self.graph)[0]
 
     @cached_property
     def per_type(self):
