@@ -222,6 +222,9 @@ class TrainingConfig:
     coeff_g_phi_norm: float = _opt(0.9, lo=0.0, doc="g_phi(2 xnorm)^2 = 2 xnorm")
     coeff_g_phi_zero: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||g_phi(0, a_j)^2||_2 over the source neurons, "
                                                     "a silent source sends nothing (ReLU(0) = 0; docs/training.md)")
+    coeff_g_phi_linear: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||g(v_j) - v_j g'(v_j)||_2 over the sources with "
+                                                      "v_j > 0 in the batch's first frame: above 0 the message is a line "
+                                                      "through the origin, as ReLU is (docs/training.md)")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
     coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "

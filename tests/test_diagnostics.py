@@ -187,6 +187,47 @@ def test_message_offset_parts_sum_to_the_mean_message_difference():
     np.testing.assert_allclose(w2, np.bincount(dst, dW * np.maximum(V, 0).mean(0)[src], minlength=n), rtol=1e-12)
 
 
+def test_offset_by_source_by_hand_and_sums_to_the_weight_part():
+    """Two target neurons of type 1 with inputs from types 0 and 2 (hand-computed), and over random
+    data the per-source offsets add up to the type's mean weight part of message_offset_parts."""
+    node_type = np.array([0, 0, 1, 1, 2])
+    src, dst = np.array([0, 1, 4, 4, 0]), np.array([2, 3, 2, 3, 4])
+    rate = np.array([1.0, 2.0, 0.5, 0.5, 4.0])
+    W_true, w_star = np.array([1.0, 1.0, -1.0, 0.0, 9.0]), np.array([2.0, 1.5, -1.0, 0.5, 0.0])
+    out = D.offset_by_source(w_star, W_true, rate, src, dst, node_type, target=1)
+    assert set(out) == {0, 2}                         # the edge into type 2 is not counted
+    # type 0 -> 1: (2 - 1) * 1 + (1.5 - 1) * 2 = 2 over two neurons; type 2 -> 1: (0.5 - 0) * 4 = 2 over two
+    assert out[0] == {"edges": 2, "W_true": 1.0, "W_star": 1.75, "rate": 1.5, "offset": 1.0}
+    assert out[2] == {"edges": 2, "W_true": -0.5, "W_star": -0.25, "rate": 4.0, "offset": 1.0}
+
+    rng = np.random.default_rng(5)
+    n, m = 30, 200
+    node_type, src, dst = rng.integers(0, 4, n), rng.integers(0, n, m), rng.integers(0, n, m)
+    rate, gain, slope = rng.uniform(0, 2, n), rng.uniform(0.5, 2, n), rng.uniform(0.5, 1.5, n)
+    W_raw, W_true = rng.normal(0, 1, m), rng.normal(0, 1, m)
+    weight, _ = D.message_offset_parts(gain, slope * rate, slope, rate, W_raw, W_true, src, dst, n)
+    w_star = gain[dst] * W_raw * slope[src]
+    for t in range(4):
+        parts = D.offset_by_source(w_star, W_true, rate, src, dst, node_type, target=t)
+        np.testing.assert_allclose(sum(r["offset"] for r in parts.values()), weight[node_type == t].mean(), rtol=1e-12)
+
+
+def test_drift_command_rejects_an_unknown_cell_type(two_runs, capsys):
+    from fvjax.experiments import drift
+
+    assert drift.main([str(two_runs[0]), "--by-source", "L3,Nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--by-source" in err and "Nope" in err and "L3," in err and "Traceback" not in err
+
+
+def test_drift_command_splits_the_offset_by_source(two_runs, capsys):
+    from fvjax.experiments import drift
+
+    assert drift.main([str(two_runs[0]), "--top", "2", "--by-source", "L3"]) == 0
+    out = capsys.readouterr().out
+    assert "into L3, per source type" in out and "\n  L4 " in out
+
+
 def test_drift_command_without_checkpoints_skips_the_vrest_table(two_runs, tmp_path, capsys):
     import shutil
 

@@ -402,3 +402,48 @@ def test_g_phi_zero_penalty_hand_value_and_gate():
     assert np.abs(np.asarray(g_on["g_phi"][0]["w"])).max() > 0
     assert np.all(np.asarray(g_on["a"]) == 0)          # the embeddings are detached, as in g_phi_norm
     assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g_off))
+
+
+def test_off_the_line_hand_values():
+    """g(v) - v g'(v) where v > 0: a line through the origin gives 0, an offset line its offset, v^2 gives -v^2."""
+    from fvjax.train.losses import off_the_line
+
+    v = jnp.array([-1.0, 0.0, 0.5, 2.0])
+    np.testing.assert_allclose(off_the_line(lambda x: 3.0 * x, v), 0.0, atol=1e-7)
+    np.testing.assert_allclose(off_the_line(lambda x: 2.0 * x + 0.5, v), [0, 0, 0.5, 0.5], atol=1e-7)
+    np.testing.assert_allclose(off_the_line(lambda x: x**2, v), [0, 0, -0.25, -4.0], atol=1e-6)
+
+
+def test_g_phi_linear_penalty_against_numpy_and_gate():
+    """c ||g(v) - v g'(v)||_2 over the sources with v > 0, against a float64 numpy g_phi with a
+    central-difference slope; off (and gradient-free) at c = 0; the embeddings get no gradient."""
+    conn, graph = _toy_graph()
+    with jax.enable_x64(True):
+        spec = _spec(conn, activation="tanh")
+        params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
+        v0 = jax.random.normal(jax.random.PRNGKey(3), (conn.n_nodes,), jnp.float64)
+        c = coefficients(load_config(None, {"training.coeff_g_phi_linear": 0.4}).training, 0)
+
+        def g_np(v):
+            x = np.concatenate([np.asarray(v)[:, None], np.asarray(params["a"])], -1)
+            for layer in params["g_phi"][:-1]:
+                x = np.tanh(x @ np.asarray(layer["w"]) + np.asarray(layer["b"]))
+            h = (x @ np.asarray(params["g_phi"][-1]["w"]) + np.asarray(params["g_phi"][-1]["b"]))[:, 0]
+            return h**2 if spec.g_phi_positive else h
+
+        v = np.asarray(v0)
+        slope = (g_np(v + 1e-6) - g_np(v - 1e-6)) / 2e-6
+        expect = 0.4 * np.sqrt(np.sum(np.where(v > 0, g_np(v) - v * slope, 0.0) ** 2))
+        assert expect > 1e-3 and 0 < (v > 0).sum() < len(v)
+        assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_linear"]) == pytest.approx(expect, rel=1e-6)
+
+        off = coefficients(load_config().training, 0)
+        assert float(regularizers(params, spec, v0, 0.7, off)["g_phi_linear"]) == 0.0
+
+        def grad_of(coeffs):
+            return jax.grad(lambda q: regularizers(q, spec, v0, 0.7, coeffs)["g_phi_linear"])(params)
+
+        g_on, g_off = grad_of(c), grad_of(off)
+        assert np.abs(np.asarray(g_on["g_phi"][0]["w"])).max() > 0
+        assert np.all(np.asarray(g_on["a"]) == 0) and np.all(np.asarray(g_on["W"]) == 0)
+        assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g_off))

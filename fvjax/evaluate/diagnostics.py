@@ -232,6 +232,25 @@ def message_offset_parts(gain, g_mean, g_slope, rate, W_raw, W_true, src, dst, n
     return weight, shape
 
 
+def offset_by_source(w_star, W_true, rate, src, dst, node_type, target: int) -> dict[int, dict]:
+    """The weight part of :func:`message_offset_parts` into the neurons of type ``target``, split by
+    source type: per source type s, its edges into them, sum W_true and sum W* per target neuron,
+    the sources' mean <ReLU(v_j)>, and their offset sum (W* - W_true) <ReLU(v_j)> per target neuron.
+    Over all source types the offsets add up to the type's mean weight part (vrest_table lists the median)."""
+    src, dst, node_type = np.asarray(src), np.asarray(dst), np.asarray(node_type)
+    rate, w_star, W_true = (np.asarray(x, np.float64) for x in (rate, w_star, W_true))
+    dW = w_star - W_true
+    into = node_type[dst] == target
+    n_target = max(int((node_type == target).sum()), 1)
+    out = {}
+    for s in np.unique(node_type[src[into]]):
+        e = into & (node_type[src] == s)
+        out[int(s)] = {"edges": int(e.sum()), "W_true": float(W_true[e].sum() / n_target),
+                       "W_star": float(w_star[e].sum() / n_target), "rate": float(rate[src[e]].mean()),
+                       "offset": float(np.sum(dW[e] * rate[src[e]]) / n_target)}
+    return out
+
+
 def vrest_table(rec: dict, V_rest_true, weight_part, shape_part, node_type, type_names) -> dict:
     """Per cell type (medians over its neurons): the V_rest error of the reference's probe
     (``rec['V_rest']``), of the on-data estimate (``rec['V_rest_data']``), and the two parts of the

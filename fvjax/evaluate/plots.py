@@ -107,7 +107,8 @@ def loss_curves(history: list[dict], during: list[dict] | None = None):
     fig = _figure((10, 3.6))
     (ax_l, ax_m) = fig.subplots(1, 2)
     wall = [h["wall_s"] for h in history]
-    for key in ("data", "W_L1", "W_L2", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight", "f_theta_additive", "g_phi_zero"):
+    for key in ("data", "W_L1", "W_L2", "g_phi_diff", "g_phi_norm", "g_phi_weight", "f_theta_weight",
+                "f_theta_additive", "g_phi_zero", "g_phi_linear"):
         if history and key in history[0]:
             ax_l.plot(wall, [max(h[key], 1e-12) for h in history], label=key, lw=1)
     ax_l.set_yscale("log")

@@ -7,6 +7,7 @@ the learned message's constant offset, split into what the weights and g_phi's s
 
     python -m experiments.drift runs/vrest/default_seed7            # prints the table, writes drift.json
     python -m experiments.drift RUN --least-squares L3,Tm1,T1        # + what the data alone give into these types
+    python -m experiments.drift RUN --by-source L3,Mi4               # + which sources carry their V_rest offset
 
 Needs ``RUN/during/recovered_*.npz`` (written by every run since 2026-12-01) and ``RUN/data``.
 """
@@ -29,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("--least-squares", default="", metavar="TYPES",
                    help="comma-separated target types: compare the run's W* into them with a least-squares fit of "
                         "the true equation's form on the training data (what the data alone give)")
+    p.add_argument("--by-source", default="", metavar="TYPES",
+                   help="comma-separated target types: split the weight part of their V_rest offset by source type")
     args = p.parse_args(argv)
     run = Path(args.run)
     files = sorted((run / "during").glob("recovered_*.npz"))
@@ -49,6 +52,13 @@ def main(argv=None) -> int:
     from fvjax.networks.flyvis import dataset_ground_truth
 
     conn = build_connectome(int(data.manifest["config"]["simulation"]["extent"]))
+    listed = {opt: [t for t in getattr(args, opt).split(",") if t] for opt in ("least_squares", "by_source")}
+    unknown = {opt: [t for t in types if t not in conn.type_names] for opt, types in listed.items()}
+    for opt, bad in unknown.items():
+        if bad:
+            print(f"error: --{opt.replace('_', '-')}: not a cell type: {', '.join(bad)} (cell types: "
+                  f"{', '.join(conn.type_names)})", file=sys.stderr)
+            return 2
     gt = dataset_ground_truth(data, conn)
     snaps = {int(f.stem.split("_")[-1]): dict(np.load(f)) for f in files}
     table = drift_table(snaps, gt.W, conn.edge_src, conn.edge_dst, conn.node_type, list(conn.type_names))
@@ -63,15 +73,15 @@ def main(argv=None) -> int:
         print(f"{it:9d}  {row['connectivity_R2']:.3f}   {q[0]:6.2f} {q[1]:6.2f} {q[2]:6.2f}     {cells}")
     print("cells: gain of W* vs true W / share of the squared error;", f"written {run / 'drift.json'}")
     print_ceiling(data, conn, gt, snaps[max(snaps)]["W"])
-    if args.least_squares:
-        print_least_squares(data, conn, gt, snaps[max(snaps)]["W"], args.least_squares.split(","))
+    if listed["least_squares"]:
+        print_least_squares(data, conn, gt, snaps[max(snaps)]["W"], listed["least_squares"])
     means = averaged_checkpoints_r2(snaps, gt.W)
     if means:
         print("conn_R2 of W* averaged over the last k checkpoints: "
               + ", ".join(f"k={k} {r2:.4f}" for k, r2 in means.items()))
     if (run / "recovered.npz").is_file():
         try:
-            print_vrest(opened, conn, gt, args.top)
+            print_vrest(opened, conn, gt, args.top, listed["by_source"])
         except FileNotFoundError as err:   # recovered.npz without a checkpoint (deleted to save space)
             print(f"V_rest table skipped: {err}", file=sys.stderr)
     return 0
@@ -116,9 +126,6 @@ def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int 
 
     print(f"least squares of the true equation's form over {len(frames)} training frames (per target type):")
     for name in types:
-        if name not in names:
-            print(f"  {name}: not a cell type", file=sys.stderr)
-            continue
         neurons = np.where(nt == names.index(name))[0]
         fits = [(e, least_squares_weights(V, Y, E, i, e, src)) for i in neurons[::max(1, len(neurons) // per_type)]
                 for e in [np.where(dst == i)[0]]]
@@ -129,26 +136,35 @@ def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int 
               f"W* gain {gnn[0]:5.2f} R2 {gnn[1]:.3f}")
 
 
-def print_vrest(opened, conn, gt, top: int) -> None:
-    """The end-of-run V_rest errors next to the learned message's constant offset (writes vrest.json);
-    ``opened``: the run (fvjax.runs.Run)."""
+def _offset_inputs(opened, conn) -> dict:
+    """What the message-offset split needs from a finished run: the recovered probes, the model's own W,
+    g_phi's mean and <ReLU(v)> per source over 400 training frames, the message gain per neuron, W*."""
     import jax.numpy as jnp
 
     from fvjax import model as M
     from fvjax.dataset import spread_frames
-    from fvjax.evaluate.diagnostics import message_offset_parts, vrest_table
 
-    run, data = opened.path, opened.dataset
-    rec = opened.recovered
+    data, rec = opened.dataset, opened.recovered
     params, spec = opened.params()
-    frames = spread_frames(len(data.train), 400)
-    voltage = np.asarray(data.train.voltage[frames], np.float32)
-    rate = np.maximum(voltage.astype(np.float64), 0).mean(0)
+    voltage = np.asarray(data.train.voltage[spread_frames(len(data.train), 400)], np.float32)
     g_mean = np.concatenate([np.asarray(M.edge_function(params, spec, jnp.asarray(chunk), params["a"]), np.float64)
                              for chunk in np.array_split(voltage, max(len(voltage) // 50, 1))]).mean(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.nan_to_num(rec["msg_gain"] / -rec["v_gain"])
-    weight, shape = message_offset_parts(gain, g_mean, rec["g_slope"], rate, np.asarray(M.weights(params, spec)),
+    W_raw = np.asarray(M.weights(params, spec), np.float64)
+    w_star = gain[np.asarray(conn.edge_dst)] * W_raw * np.asarray(rec["g_slope"])[np.asarray(conn.edge_src)]
+    return {"rec": rec, "W_raw": W_raw, "g_mean": g_mean, "gain": gain, "w_star": w_star,
+            "rate": np.maximum(voltage.astype(np.float64), 0).mean(0)}
+
+
+def print_vrest(opened, conn, gt, top: int, by_source: list[str]) -> None:
+    """The end-of-run V_rest errors next to the learned message's constant offset (writes vrest.json);
+    ``opened``: the run (fvjax.runs.Run); ``by_source``: target types whose weight part is split by source."""
+    from fvjax.evaluate.diagnostics import message_offset_parts, vrest_table
+
+    x = _offset_inputs(opened, conn)
+    rec, run = x["rec"], opened.path
+    weight, shape = message_offset_parts(x["gain"], x["g_mean"], rec["g_slope"], x["rate"], x["W_raw"],
                                          gt.W, conn.edge_src, conn.edge_dst, conn.n_nodes)
     table = vrest_table(rec, gt.V_rest, weight, shape, conn.node_type, list(conn.type_names))
     (run / "vrest.json").write_text(json.dumps(table, indent=1))
@@ -160,6 +176,23 @@ def print_vrest(opened, conn, gt, top: int) -> None:
               f"{r['offset_shape']:6.2f}")
     print(f"per-neuron r(on-data error, -offset) = {table['r_error_data_offset']:.2f} "
           f"(weights alone {table['r_error_data_offset_weights']:.2f}); written {run / 'vrest.json'}")
+    for name in by_source:
+        print_by_source(x, conn, gt, name)
+
+
+def print_by_source(x: dict, conn, gt, name: str) -> None:
+    """The weight part of the offset into type ``name``, per source type (diagnostics.offset_by_source)."""
+    from fvjax.evaluate.diagnostics import offset_by_source
+
+    names = list(conn.type_names)
+    rows = offset_by_source(x["w_star"], gt.W, x["rate"], conn.edge_src, conn.edge_dst, conn.node_type,
+                            names.index(name))
+    total = sum(r["offset"] for r in rows.values())
+    print(f"\ninto {name}, per source type, per {name} neuron: edges, sum of W true / W*, <ReLU(v)> of the "
+          f"sources, offset sum (W* - W) <ReLU(v)>; total {total:.3f} (the mean weight part)")
+    for s, r in sorted(rows.items(), key=lambda kv: -abs(kv[1]["offset"])):
+        print(f"  {names[s]:10s} {r['edges']:6d}  {r['W_true']:8.3f} / {r['W_star']:8.3f}  {r['rate']:6.3f}  "
+              f"{r['offset']:7.3f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class Coefficients(NamedTuple):
     f_theta_additive: jax.Array = 0.0   # fvjax's own: see f_theta_interaction
     f_theta_zero: jax.Array = 0.0       # c ||f_theta(v=0, a, msg=0, e=0)||_2, already times the batch size
     g_phi_zero: jax.Array = 0.0         # fvjax's own: c ||g_phi(0, a_j)^2||_2 (ReLU(0) = 0)
+    g_phi_linear: jax.Array = 0.0       # fvjax's own: c ||g(v) - v g'(v)||_2 where v > 0 (see off_the_line)
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -63,6 +64,7 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
         f_theta_additive=f(cfg.coeff_f_theta_additive), g_phi_zero=f(cfg.coeff_g_phi_zero),
+        g_phi_linear=f(cfg.coeff_g_phi_linear),
         # the reference adds its regularisers once per frame of the batch; this one does not depend on the frame
         f_theta_zero=f(cfg.coeff_f_theta_zero * cfg.batch_size),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
@@ -118,7 +120,17 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     # the message of a silent source: ReLU(0) = 0 in flyvis; pins g_phi's level where the data pin only its slope
     terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_of(jnp.zeros_like(v0))),
                                        lambda: jnp.zeros((), v0.dtype))
+    terms["g_phi_linear"] = jax.lax.cond(c.g_phi_linear > 0, lambda: c.g_phi_linear * l2(off_the_line(g_of, v0)),
+                                         lambda: jnp.zeros((), v0.dtype))
     return terms
+
+
+def off_the_line(g_of, v: jax.Array) -> jax.Array:
+    """g(v) - v g'(v) where v > 0, else 0, for a message function ``g_of`` that acts on each source's
+    voltage separately: 0 wherever g is a line through the origin, as ReLU(v) = v is above 0. Pins
+    g_phi's level on sources that never come near 0, whose slope alone the data constrain (docs/drift.md §3)."""
+    g, slope = jax.jvp(g_of, (v,), (jnp.ones_like(v),))
+    return jnp.where(v > 0, g - v * slope, 0.0)
 
 
 def f_theta_at_zero(params, spec) -> jax.Array:
