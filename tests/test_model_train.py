@@ -392,15 +392,21 @@ def test_g_phi_zero_penalty_hand_value_and_gate():
     assert expect > 1e-6
     assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_zero"]) == pytest.approx(expect, rel=1e-5)
 
+    _assert_gated_g_phi_term("g_phi_zero", params, spec, v0, c)
+
+
+def _assert_gated_g_phi_term(term, params, spec, v0, c):
+    """At the config's default (0) the term is 0 and sends no gradient; at ``c`` its gradient reaches
+    g_phi only (the embeddings are detached, as in g_phi_norm; W is not in it)."""
     off = coefficients(load_config().training, 0)
-    assert float(regularizers(params, spec, v0, 0.7, off)["g_phi_zero"]) == 0.0
+    assert float(regularizers(params, spec, v0, 0.7, off)[term]) == 0.0
 
     def grad_of(coeffs):
-        return jax.grad(lambda q: regularizers(q, spec, v0, 0.7, coeffs)["g_phi_zero"])(params)
+        return jax.grad(lambda q: regularizers(q, spec, v0, 0.7, coeffs)[term])(params)
 
     g_on, g_off = grad_of(c), grad_of(off)
     assert np.abs(np.asarray(g_on["g_phi"][0]["w"])).max() > 0
-    assert np.all(np.asarray(g_on["a"]) == 0)          # the embeddings are detached, as in g_phi_norm
+    assert np.all(np.asarray(g_on["a"]) == 0) and np.all(np.asarray(g_on["W"]) == 0)
     assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g_off))
 
 
@@ -437,13 +443,4 @@ def test_g_phi_linear_penalty_against_numpy_and_gate():
         assert expect > 1e-3 and 0 < (v > 0).sum() < len(v)
         assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_linear"]) == pytest.approx(expect, rel=1e-6)
 
-        off = coefficients(load_config().training, 0)
-        assert float(regularizers(params, spec, v0, 0.7, off)["g_phi_linear"]) == 0.0
-
-        def grad_of(coeffs):
-            return jax.grad(lambda q: regularizers(q, spec, v0, 0.7, coeffs)["g_phi_linear"])(params)
-
-        g_on, g_off = grad_of(c), grad_of(off)
-        assert np.abs(np.asarray(g_on["g_phi"][0]["w"])).max() > 0
-        assert np.all(np.asarray(g_on["a"]) == 0) and np.all(np.asarray(g_on["W"]) == 0)
-        assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g_off))
+        _assert_gated_g_phi_term("g_phi_linear", params, spec, v0, c)
