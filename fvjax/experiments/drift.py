@@ -136,9 +136,10 @@ def print_least_squares(data, conn, gt, W_star, types: list[str], n_frames: int 
               f"W* gain {gnn[0]:5.2f} R2 {gnn[1]:.3f}")
 
 
-def _offset_inputs(opened, conn) -> dict:
-    """What the message-offset split needs from a finished run: the recovered probes, the model's own W,
-    g_phi's mean and <ReLU(v)> per source over 400 training frames, the message gain per neuron, W*."""
+def _offset_inputs(opened) -> dict:
+    """What the message-offset split needs from a finished run: the recovered probes (with the on-data
+    W*, ``W_data``), the model's own W, g_phi's mean and <ReLU(v)> per source over 400 training frames,
+    and the message gain per neuron."""
     import jax.numpy as jnp
 
     from fvjax import model as M
@@ -151,9 +152,7 @@ def _offset_inputs(opened, conn) -> dict:
                              for chunk in np.array_split(voltage, max(len(voltage) // 50, 1))]).mean(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.nan_to_num(rec["msg_gain"] / -rec["v_gain"])
-    W_raw = np.asarray(M.weights(params, spec), np.float64)
-    w_star = gain[np.asarray(conn.edge_dst)] * W_raw * np.asarray(rec["g_slope"])[np.asarray(conn.edge_src)]
-    return {"rec": rec, "W_raw": W_raw, "g_mean": g_mean, "gain": gain, "w_star": w_star,
+    return {"rec": rec, "W_raw": np.asarray(M.weights(params, spec), np.float64), "g_mean": g_mean, "gain": gain,
             "rate": np.maximum(voltage.astype(np.float64), 0).mean(0)}
 
 
@@ -162,7 +161,7 @@ def print_vrest(opened, conn, gt, top: int, by_source: list[str]) -> None:
     ``opened``: the run (fvjax.runs.Run); ``by_source``: target types whose weight part is split by source."""
     from fvjax.evaluate.diagnostics import message_offset_parts, vrest_table
 
-    x = _offset_inputs(opened, conn)
+    x = _offset_inputs(opened)
     rec, run = x["rec"], opened.path
     weight, shape = message_offset_parts(x["gain"], x["g_mean"], rec["g_slope"], x["rate"], x["W_raw"],
                                          gt.W, conn.edge_src, conn.edge_dst, conn.n_nodes)
@@ -185,7 +184,7 @@ def print_by_source(x: dict, conn, gt, name: str) -> None:
     from fvjax.evaluate.diagnostics import offset_by_source
 
     names = list(conn.type_names)
-    rows = offset_by_source(x["w_star"], gt.W, x["rate"], conn.edge_src, conn.edge_dst, conn.node_type,
+    rows = offset_by_source(x["rec"]["W_data"], gt.W, x["rate"], conn.edge_src, conn.edge_dst, conn.node_type,
                             names.index(name))
     total = sum(r["offset"] for r in rows.values())
     print(f"\ninto {name}, per source type, per {name} neuron: edges, sum of W true / W*, <ReLU(v)> of the "
