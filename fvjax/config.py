@@ -61,7 +61,11 @@ class SimulationConfig:
     ground_truth: str = _opt("flyvis_000", doc="'flyvis_000' (trained flyvis model 000, bundled; the seed never "
                                                "changes it), 'prior' (calibrated, seed-indexed), 'flyvis_initial', "
                                                "a flyvis model folder, or a .npz / flyvis checkpoint path")
-    visual_input_type: str = _opt("natural", choices=VISUAL_INPUTS)
+    visual_input_type: str = _opt("scenes", choices=VISUAL_INPUTS,
+                                  doc="'scenes' (procedural textures, moving objects, ego-motion; the default "
+                                      "since 2026-12-03), 'natural' (pans over 12 stills, 4 more for testing; "
+                                      "the default before), "
+                                      "'DAVIS' (datavis_roots) or a controlled kind (docs/stimulus.md)")
     datavis_roots: tuple[str, ...] = _opt((), doc="DAVIS folders (containing JPEGImages); first existing")
     skip_short_videos: bool = _opt(True)
     min_video_frames: int = _opt(50, lo=1)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import model as M
-from .config import Config, dump_config, settings_diff, to_dict
+from .config import Config, dump_config, from_dict, settings_diff, to_dict
 from .datacache import NOT_IN_DATA
 from .dataset import Dataset, load_dataset, verify_dataset
 from .networks import generate_dataset, resolve
@@ -63,11 +63,20 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
     stored = yaml.safe_load(path.read_text()) or {}
     wanted = to_dict(cfg)
     wanted.pop("ignored", None)
-    differ = settings_diff({k: v for k, v in stored.items() if k != "ignored"}, wanted, skip=BOOKKEEPING)
+    stored = {k: v for k, v in stored.items() if k != "ignored"}
+    differ = settings_diff(stored, wanted, skip=BOOKKEEPING)
     if differ:
-        raise RunMismatch(f"{run_dir} holds a run started with other settings ({', '.join(differ)}); its results "
-                          f"would be reported under the new ones. Use another run folder (--out) for the new "
-                          f"settings, or delete {run_dir} to start over")
+        old = from_dict(stored)
+        was = "; ".join(f"{key}: {_value(old, key)!r} there, {_value(cfg, key)!r} now" for key in differ)
+        raise RunMismatch(f"{run_dir} holds a run started with other settings ({was}); its results would be "
+                          f"reported under the new ones. Use another run folder (--out) for the new settings, "
+                          f"pass the folder's values (--set KEY=VALUE) to continue it, or delete {run_dir} to "
+                          f"start over")
+
+
+def _value(cfg: Config, dotted: str):
+    section, key = dotted.split(".", 1)
+    return getattr(getattr(cfg, section), key)
 
 
 def ensure_dataset(cfg: Config, data_dir: Path, progress: bool = True, verify: bool = False) -> Dataset:

@@ -20,7 +20,7 @@ def test_name_depends_on_exactly_the_data_settings(tmp_path):
     for change in same:
         assert dataset_name(base.replace(**change)) == dataset_name(base), change
     other = [{"simulation.seed": 1}, {"simulation.n_frames": 101}, {"simulation.noise_model_level": 0.0},
-             {"simulation.ground_truth": "prior"}, {"simulation.visual_input_type": "scenes"},
+             {"simulation.ground_truth": "prior"}, {"simulation.visual_input_type": "natural"},
              {"simulation.blank_prefix_fraction": 0.5}]
     names = {dataset_name(base.replace(**change)) for change in other}
     assert len(names) == len(other) and dataset_name(base) not in names

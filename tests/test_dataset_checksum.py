@@ -17,7 +17,10 @@ from fvjax.generate import main as generate_main
 
 # the tiny settings of tests/test_data.py (bundled flyvis_000 ground truth), test_synthetic.py, test_pde_n2.py
 SETTINGS = {
-    "flyvis": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]", "seed": 3},
+    "flyvis": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]", "seed": 3,
+               "visual_input_type": "natural"},   # pinned when natural was the default
+    "flyvis_scenes": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]",
+                      "seed": 3},   # the default stimulus since 2026-12-03
     "tanh": {"network": "synthetic", "n_neurons": 30, "n_neuron_types": 3, "n_frames": 400, "n_input_neurons": 4,
              "seed": 1, "chunk_frames": 128},
     "PDE_N2": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 24, "n_frames": 300,
@@ -31,6 +34,15 @@ PINNED = {
         "test/voltage": "0e50462580b489e20bebe74764ad19c96790dd54f7a7a35427210781fa704697",
         "test/target": "e6ac05f3978b3807b353703a02515d54215be2e7dae33905bf87aa735b75a8f1",
         "test/stimulus": "74a7457852720088ab7095f42cdd9722f33235da538b2a24ce9b0751a10cb524",
+        "ground_truth.npz": "50ecf3e41308566425f1e3a54a7acf0621390098c2082d42030ab219e554d02a",
+    },
+    "flyvis_scenes": {   # pinned 2026-12-03 from commit b93a129's code
+        "train/voltage": "a9009ad664de68c1d2fa84075a2f46aed2b6afc2d9e3e26cecd74b5ce110423b",
+        "train/target": "11f10a9ab2698d165109b90ef9fc7ca49b2a67e66b3c81a1516f149fa4d2cb43",
+        "train/stimulus": "4eed9178413c8b920fd113e05b00029b968b75a5ab9845822c33c21dd13f1846",
+        "test/voltage": "dd0757b15620ef536517273f2f573620f3bb12e26bc5474d1c6cbb1a80fec48c",
+        "test/target": "44ba92d5f8a695e38df20098c5d39fef8bd8af495456d96a33d3f71de576b6b7",
+        "test/stimulus": "a82341fd9800dcb1ec4ad129fd58f686566514669828746f49c42096e1804277",
         "ground_truth.npz": "50ecf3e41308566425f1e3a54a7acf0621390098c2082d42030ab219e554d02a",
     },
     "tanh": {

@@ -19,7 +19,8 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     before = (run_dir / "config.yaml").read_bytes()
     code = main(["--seed", "3", "--out", str(tmp_path / "runs"), "--lr", "3e-3", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "training.lr" in err and "another run folder" in err
+    assert code == 2 and "training.lr: 0.0012 there, 0.003 now" in err and "another run folder" in err
+    assert "--set KEY=VALUE" in err
     assert (run_dir / "config.yaml").read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
 

@@ -131,7 +131,8 @@ def test_vrest_cli_variants_end_to_end(tmp_path, extra, shared_data):
 
 
 def test_vrest_recipes_and_run_folders():
-    """fvjax's recipe (gain-form update, silent-source pin) is the default of experiments.vrest; the
+    """fvjax's recipe (gain-form update, silent-source pin, additive g_phi_diff, silent sources held) is
+    the default of experiments.vrest; the
     reference's recipe is the config's own defaults, in folders named <preset>_reference_seed<N>."""
     from experiments import vrest
     from fvjax.config import load_config
@@ -139,7 +140,8 @@ def test_vrest_recipes_and_run_folders():
     default = vrest.build_config(vrest.parser().parse_args(["--seed", "7"]))
     reference = vrest.build_config(vrest.parser().parse_args(["--seed", "7", "--recipe", "reference", "--preset", "paper"]))
     assert (default.graph_model.update_type, default.training.coeff_g_phi_zero) == ("gain", 0.9)
-    assert reference.graph_model == load_config().graph_model and reference.training.coeff_g_phi_zero == 0.0
+    assert (default.training.g_phi_diff_perturbation, default.training.hold_silent_sources) == ("additive", True)
+    assert reference.graph_model == load_config().graph_model and reference.training == load_config().training
     assert reference.simulation.n_frames == 64000
     assert vrest.run_name("default", "fvjax", 7) == "default_seed7"
     assert vrest.run_name("paper", "reference", 7) == "paper_reference_seed7"

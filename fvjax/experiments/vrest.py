@@ -42,9 +42,11 @@ PRESETS = {
 
 
 # What is trained on top of the config's defaults: fvjax's recipe, the update in the flyvis equation's
-# gain form with a pin of the silent source's message (docs/training.md, results.md), or the reference's
+# gain form with a pin of the silent source's message, the additive g_phi_diff perturbation and W held at 0
+# on the edges of sources never active in the data (docs/training.md, results.md), or the reference's
 # recipe unchanged. Run folders of the reference recipe are named <preset>_reference_seed<N>.
-RECIPES = {"fvjax": {"graph_model.update_type": "gain", "training.coeff_g_phi_zero": 0.9},
+RECIPES = {"fvjax": {"graph_model.update_type": "gain", "training.coeff_g_phi_zero": 0.9,
+                     "training.g_phi_diff_perturbation": "additive", "training.hold_silent_sources": True},
            "reference": {}}
 RECIPE_SUFFIX = {"fvjax": "", "reference": "_reference"}
 
@@ -124,7 +126,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=str, help="several seeds, e.g. 1-8 or 1,3,5")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fvjax",
-                   help="fvjax (default): gain-form update and silent-source pin; reference: the reference's "
+                   help="fvjax (default): gain-form update, silent-source pin, additive g_phi_diff, silent "
+                        "sources' W held at 0; reference: the reference's "
                         "recipe as it ran (run folders <preset>_reference_seed<N>)")
     p.add_argument("--out", default="runs/vrest", help="parent folder of the run folders")
     p.add_argument("--config", help="YAML applied on top of the defaults (reference key names accepted)")

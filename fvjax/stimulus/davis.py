@@ -34,7 +34,7 @@ def video_dirs(root: str | Path) -> list[Path]:
     if not base.is_dir():
         raise FileNotFoundError(
             f"{root}: expected a DAVIS-2017 folder with JPEGImages/480p/<video>/*.jpg "
-            f"(set stimulus.davis_root to the folder that contains JPEGImages)"
+            f"(set simulation.datavis_roots to a list of folders, one of which contains JPEGImages)"
         )
     dirs = sorted(p for p in base.iterdir() if p.is_dir())
     if not dirs:

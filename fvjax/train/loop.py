@@ -296,7 +296,7 @@ def hold_silent(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -
     if spec.all_to_all:
         raise ConfigError("training.hold_silent_sources needs an edge-list W (signal_model_name flyvis_A or "
                           "flyvis_B); the dense variant's sources act through g_phi, not ReLU. Set "
-                          "training.hold_silent_sources=false")
+                          "training.hold_silent_sources=false (experiments.vrest's fvjax recipe turns it on)")
     learned = ever_active(data.train.voltage)[np.asarray(graph.src)]
     return graph._replace(learned_edges=jnp.asarray(learned, jnp.float32))
 
