@@ -78,6 +78,11 @@ class SimulationConfig:
                                         "(the later reference's remedy for V_rest; docs/stimulus.md); test movies unchanged")
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
+    scene_luminance: tuple[float, float] = _opt((0.3, 0.7), lo=0.0, doc="scenes stimulus: (median, sigma) of "
+                                                "the log-normal mean luminance of a sequence, clipped to "
+                                                "[0.02, 0.75]")
+    scene_contrast: tuple[float, float] = _opt((0.1, 0.6), lo=0.0, doc="scenes stimulus: range of the uniform "
+                                               "RMS contrast of a sequence")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
     data_cache: str = _opt("", doc="folder of shared datasets (fvjax.datacache); \"\" = datasets/ next to "
                            "the run folders")
@@ -108,6 +113,12 @@ class SimulationConfig:
         doc="PDE_N2: (g, s, c) of each type (the reference's simulation.params); one row per type")
 
     def __post_init__(self):
+        if not 0 < self.scene_luminance[0] < 1:
+            raise ConfigError(f"simulation.scene_luminance: median {self.scene_luminance[0]} must lie in (0, 1)")
+        for key in ("scene_objects", "scene_contrast"):
+            lo, hi = getattr(self, key)
+            if lo > hi:
+                raise ConfigError(f"simulation.{key}: ({lo}, {hi}) must be (lo, hi) with lo <= hi")
         if self.network != "synthetic":
             return
         for model, keys in SYNTHETIC_MODEL_KEYS.items():

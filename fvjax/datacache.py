@@ -24,7 +24,7 @@ NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see networ
 KEY_VERSION = 1   # bump when the dataset files change for the same settings
 # simulation keys added after KEY_VERSION 1: left out of the name while at these (their defaults, which
 # reproduce the earlier files), so datasets made before the key existed keep their names
-LATER_KEYS = {"blank_prefix_fraction": 0.0}
+LATER_KEYS = {"blank_prefix_fraction": 0.0, "scene_luminance": [0.3, 0.7], "scene_contrast": [0.1, 0.6]}
 
 
 def ground_truth_digest(source: str) -> str:

@@ -172,3 +172,34 @@ def test_blank_prefix_range_is_checked():
 
 def test_natural_split_is_disjoint():
     assert not set(movies.NATURAL_TEST_IMAGES) & set(movies.NATURAL_IMAGES[:12])
+
+
+def test_davis_small_frames_are_refused_by_name(tmp_path, capsys):
+    from PIL import Image
+
+    from fvjax.experiments.vrest import main
+    from fvjax.stimulus import VideoError
+
+    for name, size in {"big": (480, 800), "small": (180, 320)}.items():
+        folder = tmp_path / "JPEGImages" / "480p" / name
+        folder.mkdir(parents=True)
+        for k in range(5):
+            Image.fromarray(np.full((*size, 3), 40 * k, np.uint8)).save(folder / f"{k:05d}.jpg")
+    with pytest.raises(VideoError, match=r"small: frames of 320x180 px are smaller than BoxEye's 209x209"):
+        load_videos(tmp_path, min_frames=5)
+    # 480 px high, cropped to 0.3 -> 144 px: the crop fraction is named with the value that would do
+    with pytest.raises(VideoError, match=r"center_crop_fraction 0.3 keeps 144 of the frames' 480 px.*at least 0.44"):
+        load_videos(tmp_path, min_frames=5, crop_fraction=0.3)
+    rc = main(["--seed", "1", "--n-frames", "50", "--n-iter", "2", "--quiet", "--out", str(tmp_path / "runs"),
+               "--set", "simulation.visual_input_type=DAVIS", "--set", f"simulation.datavis_roots=[{tmp_path}]",
+               "--set", "simulation.min_video_frames=5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "small: frames of 320x180 px" in err and "Traceback" not in err
+
+
+def test_davis_needs_a_video_on_each_side_of_the_split(tmp_path):
+    from fvjax.stimulus import VideoError
+
+    _write_davis(tmp_path, {"only": 5})
+    with pytest.raises(VideoError, match=r"both sides .* found 1 usable \(only\); add videos"):
+        split_sequences(load_videos(tmp_path, min_frames=5), seed=0)

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from fvjax.networks.flyvis import resolve_ground_truth
     from fvjax.generate import parse_sets
     from fvjax.simulate import expand_frame, make_circuit, simulate, steady_state
-    from fvjax.stimulus import train_test_frames
+    from fvjax.stimulus import VideoError, train_test_frames
 
     results = {}
     for kind in args.inputs.split(","):
@@ -82,7 +82,11 @@ def main(argv=None) -> int:
             conn = build_connectome(cfg.simulation.extent)
             gt = resolve_ground_truth(cfg, conn, progress=False)
             circuit = make_circuit(conn, gt)
-        train, _ = train_test_frames(cfg.simulation)
+        try:
+            train, _ = train_test_frames(cfg.simulation)
+        except (FileNotFoundError, VideoError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         _, traj = simulate(circuit, steady_state(circuit), jnp.asarray(expand_frame(conn, train)),
                            jax.random.PRNGKey(args.seed), noise_std=cfg.simulation.noise_model_level)
         results[kind] = activity_stats(conn, gt, np.asarray(traj.voltage))

@@ -174,10 +174,11 @@ def main(argv=None) -> int:
         return 2
     from fvjax.dataset import DatasetError
     from fvjax.pipeline import RunLocked, RunMismatch
+    from fvjax.stimulus import VideoError
 
     try:
         return _run_seeds(args, cfg, seeds, cluster)
-    except (ConfigError, RunMismatch, RunLocked, DatasetError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, RunMismatch, RunLocked, DatasetError, VideoError, FileExistsError, FileNotFoundError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)

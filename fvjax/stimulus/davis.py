@@ -16,11 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from ..connectome.hexlattice import flip_permutation, rotation_permutation
-from .boxeye import render
+from .boxeye import min_frame_size, render
 from .movies import luminance
 
 ROTATIONS = (0, 1, 3, 4)   # the reference's "0, 90, 180, 270 degrees" mapped to 60-degree steps
 FLIPS = (0, 1)
+
+
+class VideoError(ValueError):
+    """A video folder that cannot be used as it is (frames too small, too few videos to split)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,27 @@ def load_videos(root: str | Path, extent: int = 8, min_frames: int = 50, max_fra
         n = len(list(folder.glob("*.jpg")))
         if n < min_frames:
             continue
-        videos.append(DavisVideo(folder.name, preprocess(load_frames(folder, max_frames), crop_fraction, extent)))
+        frames = load_frames(folder, max_frames)
+        _check_size(folder, frames.shape[1:], crop_fraction, extent)
+        videos.append(DavisVideo(folder.name, preprocess(frames, crop_fraction, extent)))
     if not videos:
         raise FileNotFoundError(f"{root}: no video with at least {min_frames} JPEG frames")
     return videos
+
+
+def _check_size(folder: Path, shape: tuple[int, int], crop_fraction: float, extent: int) -> None:
+    """Refuse frames that BoxEye cannot cover after the rotation and the centre crop (flyvis resizes them)."""
+    height, width = shape
+    need = min_frame_size(extent)
+    if min(height, width) < need:
+        raise VideoError(f"{folder}: frames of {width}x{height} px are smaller than BoxEye's {need}x{need} at extent "
+                         f"{extent}; use the 480p frames (854x480) or upscale these (fvjax does not resize silently, "
+                         f"flyvis would)")
+    kept = int(round(height * crop_fraction))   # after rot90 the image height is the cropped axis
+    if kept < need:
+        raise VideoError(f"{folder}: simulation.center_crop_fraction {crop_fraction} keeps {kept} of the frames' "
+                         f"{height} px, less than BoxEye's {need} at extent {extent}; set it to at least "
+                         f"{need / height:.2f}, or use the 480p frames (854x480)")
 
 
 def augment(frames: np.ndarray, extent: int) -> list[np.ndarray]:
@@ -87,7 +108,8 @@ def split_sequences(videos: list[DavisVideo], seed: int, extent: int = 8,
     """(train, test) augmented sequences; split by video, each list shuffled with ``seed``."""
     n_train = int(train_fraction * len(videos))
     if n_train == 0 or n_train == len(videos):
-        raise ValueError(f"need videos on both sides of the {train_fraction:.0%} split; found {len(videos)}")
+        raise VideoError(f"DAVIS: need videos on both sides of the {train_fraction:.0%} train/test split by video; "
+                         f"found {len(videos)} usable ({', '.join(v.name for v in videos)}); add videos")
     rng = np.random.default_rng(seed)
     splits = []
     for part in (videos[:n_train], videos[n_train:]):

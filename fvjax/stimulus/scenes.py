@@ -258,15 +258,22 @@ def draw_objects(rng: np.random.Generator, n_frames: int, textures: np.ndarray, 
     return Objects(position, angle, radius, aspect, harmonics, offset, gain, np.asarray(textures, np.float32))
 
 
-def luminance_stats(rng: np.random.Generator) -> tuple[float, float]:
-    """Mean luminance log-normal (median 0.3, sigma 0.7, clipped to [0.02, 0.75]); RMS contrast U(0.1, 0.6)."""
-    mean = float(np.clip(np.exp(rng.normal(np.log(0.3), 0.7)), 0.02, 0.75))
-    return mean, float(rng.uniform(0.1, 0.6))
+LUMINANCE = (0.3, 0.7)      # (median, sigma) of the log-normal mean luminance
+CONTRAST = (0.1, 0.6)       # range of the uniform RMS contrast
+
+
+def luminance_stats(rng: np.random.Generator, luminance: tuple[float, float] = LUMINANCE,
+                    contrast: tuple[float, float] = CONTRAST) -> tuple[float, float]:
+    """Mean luminance log-normal (median, sigma = ``luminance``; clipped to [0.02, 0.75]); RMS contrast
+    uniform in ``contrast``."""
+    mean = float(np.clip(np.exp(rng.normal(np.log(luminance[0]), luminance[1])), 0.02, 0.75))
+    return mean, float(rng.uniform(*contrast))
 
 
 def draw_movie(rng: np.random.Generator, n_frames: int, split: str = "train",
                load_still: Callable[[str], np.ndarray] = movies.load_natural_image,
-               n_objects: tuple[int, int] = (1, 5)) -> SceneMovie:
+               n_objects: tuple[int, int] = (1, 5), luminance: tuple[float, float] = LUMINANCE,
+               contrast: tuple[float, float] = CONTRAST) -> SceneMovie:
     """Everything that defines one sequence (rendered by :func:`render_hexals`)."""
     if not 0 <= n_objects[0] <= n_objects[1]:
         raise ValueError(f"scene_objects must be (lo, hi) with 0 <= lo <= hi, got {n_objects}")
@@ -275,8 +282,8 @@ def draw_movie(rng: np.random.Generator, n_frames: int, split: str = "train",
     path = draw_ego_path(rng, n_frames, background.shape)
     n = int(rng.integers(n_objects[0], n_objects[1] + 1))
     objects = draw_objects(rng, n_frames, object_textures(scene, n))
-    mean, contrast = luminance_stats(rng)
-    return SceneMovie(scene, background, scene.kind != "still", path, objects, mean, contrast)
+    mean, rms = luminance_stats(rng, luminance, contrast)
+    return SceneMovie(scene, background, scene.kind != "still", path, objects, mean, rms)
 
 
 # ---------------------------------------------------------------- rendering
@@ -454,7 +461,8 @@ def augment_hexals(rng: np.random.Generator, frames: np.ndarray, extent: int = 8
 
 def scene_sequence(rng: np.random.Generator, n_frames: int, split: str = "train", extent: int = 8,
                    load_still: Callable[[str], np.ndarray] = movies.load_natural_image,
-                   n_objects: tuple[int, int] = (1, 5), augment: bool = True) -> np.ndarray:
+                   n_objects: tuple[int, int] = (1, 5), augment: bool = True,
+                   luminance: tuple[float, float] = LUMINANCE, contrast: tuple[float, float] = CONTRAST) -> np.ndarray:
     """One ``scenes`` sequence (n_frames, n_hex) float32 in [0, 1] (augmentation drawn last)."""
-    frames = render_hexals(draw_movie(rng, n_frames, split, load_still, n_objects), extent)
+    frames = render_hexals(draw_movie(rng, n_frames, split, load_still, n_objects, luminance, contrast), extent)
     return augment_hexals(rng, frames, extent) if augment else frames

@@ -25,7 +25,8 @@ SEQUENCES = {
     "natural": lambda rng, n, split, cfg, load, images: movies.natural_sequence(
         load(images[int(rng.integers(len(images)))]), rng, n, cfg.extent),
     "scenes": lambda rng, n, split, cfg, load, images: scenes.scene_sequence(
-        rng, n, split, cfg.extent, load, cfg.scene_objects, cfg.scene_augment),
+        rng, n, split, cfg.extent, load, cfg.scene_objects, cfg.scene_augment, cfg.scene_luminance,
+        cfg.scene_contrast),
     "gratings": lambda rng, n, split, cfg, load, images: movies.grating_sequence(rng, n, cfg.extent, dt=cfg.delta_t),
     "bars": lambda rng, n, split, cfg, load, images: movies.bar_sequence(rng, n, cfg.extent),
     "flashes": lambda rng, n, split, cfg, load, images: movies.flash_sequence(rng, n, cfg.extent),
