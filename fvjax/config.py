@@ -113,8 +113,9 @@ class SimulationConfig:
         doc="PDE_N2: (g, s, c) of each type (the reference's simulation.params); one row per type")
 
     def __post_init__(self):
-        if not 0 < self.scene_luminance[0] < 1:
-            raise ConfigError(f"simulation.scene_luminance: median {self.scene_luminance[0]} must lie in (0, 1)")
+        if not 0.02 <= self.scene_luminance[0] <= 0.75:
+            raise ConfigError(f"simulation.scene_luminance: median {self.scene_luminance[0]} must lie in "
+                              f"[0.02, 0.75], where the mean luminance is clipped")
         for key in ("scene_objects", "scene_contrast"):
             lo, hi = getattr(self, key)
             if lo > hi:

@@ -67,11 +67,16 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
     differ = settings_diff(stored, wanted, skip=BOOKKEEPING)
     if differ:
         old = from_dict(stored)
-        was = "; ".join(f"{key}: {_value(old, key)!r} there, {_value(cfg, key)!r} now" for key in differ)
+        was = "; ".join(f"{key}: {_shown(_value(old, key))} there, {_shown(_value(cfg, key))} now" for key in differ)
         raise RunMismatch(f"{run_dir} holds a run started with other settings ({was}); its results would be "
                           f"reported under the new ones. Use another run folder (--out) for the new settings, "
                           f"pass the folder's values (--set KEY=VALUE) to continue it, or delete {run_dir} to "
                           f"start over")
+
+
+def _shown(value) -> str:
+    """A config value as --set reads it back: JSON for lists and numbers, strings quoted."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
 
 
 def _value(cfg: Config, dotted: str):

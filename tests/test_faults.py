@@ -21,6 +21,8 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "training.lr: 0.0012 there, 0.003 now" in err and "another run folder" in err
     assert "--set KEY=VALUE" in err
+    # values are shown as --set reads them back (strings quoted, tuples as lists)
+    assert 'training.g_phi_diff_perturbation: "multiplicative" there, "additive" now' in err
     assert (run_dir / "config.yaml").read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
 

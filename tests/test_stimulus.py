@@ -180,15 +180,16 @@ def test_davis_small_frames_are_refused_by_name(tmp_path, capsys):
     from fvjax.experiments.vrest import main
     from fvjax.stimulus import VideoError
 
-    for name, size in {"big": (480, 800), "small": (180, 320)}.items():
+    for name, size in {"big": (470, 800), "small": (180, 320)}.items():
         folder = tmp_path / "JPEGImages" / "480p" / name
         folder.mkdir(parents=True)
         for k in range(5):
             Image.fromarray(np.full((*size, 3), 40 * k, np.uint8)).save(folder / f"{k:05d}.jpg")
-    with pytest.raises(VideoError, match=r"small: frames of 320x180 px are smaller than BoxEye's 209x209"):
+    with pytest.raises(VideoError, match=r"small: frames of 320x180 px \(width x height\) are smaller than BoxEye's 209x209"):
         load_videos(tmp_path, min_frames=5)
-    # 480 px high, cropped to 0.3 -> 144 px: the crop fraction is named with the value that would do
-    with pytest.raises(VideoError, match=r"center_crop_fraction 0.3 keeps 144 of the frames' 480 px.*at least 0.44"):
+    # 470 px high, cropped to 0.3 -> 141 px: the crop fraction is named with a value that does (0.45 keeps
+    # 212 px; 0.44, rounded down, would keep 207)
+    with pytest.raises(VideoError, match=r"center_crop_fraction 0.3 keeps 141 of the frames' 470 px.*at least 0.45"):
         load_videos(tmp_path, min_frames=5, crop_fraction=0.3)
     rc = main(["--seed", "1", "--n-frames", "50", "--n-iter", "2", "--quiet", "--out", str(tmp_path / "runs"),
                "--set", "simulation.visual_input_type=DAVIS", "--set", f"simulation.datavis_roots=[{tmp_path}]",

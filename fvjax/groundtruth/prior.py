@@ -90,7 +90,7 @@ def sample_tables(conn: Connectome, seed: int, spec: PriorSpec = PriorSpec()):
 
 
 def calibration_movie(conn: Connectome, n_frames: int, seed: int) -> np.ndarray:
-    """Natural-image movies (the default stimulus, training images only): (n_frames, n_hex)."""
+    """Natural-image movies (`natural`, training images only; the calibration stimulus): (n_frames, n_hex)."""
     from ..stimulus.movies import NATURAL_IMAGES, load_natural_image, natural_sequence
 
     rng = np.random.default_rng([seed, 2])

@@ -10,6 +10,7 @@ rotations {0, 1, 3, 4} x 60 degrees = 8 variants per video. Split: videos sorted
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,14 @@ def _check_size(folder: Path, shape: tuple[int, int], crop_fraction: float, exte
     height, width = shape
     need = min_frame_size(extent)
     if min(height, width) < need:
-        raise VideoError(f"{folder}: frames of {width}x{height} px are smaller than BoxEye's {need}x{need} at extent "
+        raise VideoError(f"{folder}: frames of {width}x{height} px (width x height) are smaller than BoxEye's {need}x{need} at extent "
                          f"{extent}; use the 480p frames (854x480) or upscale these (fvjax does not resize silently, "
                          f"flyvis would)")
     kept = int(round(height * crop_fraction))   # after rot90 the image height is the cropped axis
     if kept < need:
         raise VideoError(f"{folder}: simulation.center_crop_fraction {crop_fraction} keeps {kept} of the frames' "
                          f"{height} px, less than BoxEye's {need} at extent {extent}; set it to at least "
-                         f"{need / height:.2f}, or use the 480p frames (854x480)")
+                         f"{math.ceil(100 * need / height) / 100:.2f}, or use the 480p frames (854x480)")
 
 
 def augment(frames: np.ndarray, extent: int) -> list[np.ndarray]:
