@@ -25,13 +25,15 @@ def _ego_speed(path) -> np.ndarray:
     return np.linalg.norm(np.diff(path.centre, axis=0), axis=1) / path.scale[:-1]
 
 
-def make_figure(seeds: list[tuple[int, str]], n_frames: int = 80, times: tuple[int, ...] = (0, 30, 60)):
+def make_figure(seeds: list[tuple[int, str]], n_frames: int = 80, times: tuple[int, ...] | None = None):
     from matplotlib.figure import Figure
 
     from fvjax.connectome import hex_coords
     from fvjax.evaluate.plots import hex_positions
     from fvjax.stimulus import scenes
 
+    if times is None:   # three frames over the first three quarters of the sequence
+        times = tuple(int(round(t)) for t in np.linspace(0, 0.75 * (n_frames - 1), 3))
     x, y = hex_positions(*hex_coords(8))
     fig = Figure(figsize=(2.0 * (2 * len(times) + 1.6), 2.1 * len(seeds)))
     width = [1] * (2 * len(times)) + [1.6]
@@ -87,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-seeds", default="10,6", help="generator seeds of test sequences, one row each")
     p.add_argument("--frames", type=int, default=80)
     args = p.parse_args(argv)
+    if args.frames < 2:
+        p.error(f"--frames must be at least 2, got {args.frames}")
     rows = [(int(s), split) for split, seeds in (("train", args.train_seeds), ("test", args.test_seeds))
             for s in seeds.split(",") if s]
     fig = make_figure(rows, args.frames)

@@ -37,3 +37,27 @@ def test_plots_leave_the_users_matplotlib_alone(conn, tmp_path):
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_before
     assert plt.fignum_exists(mine.number)
     plt.close(mine)
+
+
+def test_overview_figure_script_writes_png_and_rejects_bad_keys(tmp_path, capsys):
+    from PIL import Image
+
+    from experiments import overview_figure
+
+    out = tmp_path / "overview.png"
+    assert overview_figure.main(["--n-frames", "20", "--out", str(out)]) == 0
+    width, height = Image.open(out).size
+    assert width > 400 and height > 150
+    assert overview_figure.main(["--set", "simulation.visual_input_typo=natural", "--out", str(tmp_path / "x.png")]) == 2
+    assert "visual_input_typo" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_stimulus_figure_script_writes_png(tmp_path):
+    from PIL import Image
+
+    from experiments import stimulus_figure
+
+    out = tmp_path / "scenes.png"
+    assert stimulus_figure.main(["--train-seeds", "1", "--test-seeds", "", "--frames", "8", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 300
