@@ -552,12 +552,26 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         raise ConfigError(f"{path or 'defaults'}: {err}") from None
 
 
+# keys added after run folders and datasets existed, with the value that reproduces what was made before
+# them: a folder's config.yaml that lacks one was made with this value, whatever today's default is
+BEFORE_KEY = {"simulation": {"blank_prefix_fraction": 0.0, "scene_luminance": [0.3, 0.7], "scene_contrast": [0.1, 0.6]}}
+
+
+def from_stored(data: dict | None) -> Config:
+    """The :class:`Config` of a ``config.yaml`` that fvjax wrote (run folder): keys the file predates
+    take their :data:`BEFORE_KEY` value, the others today's defaults."""
+    data = {k: v for k, v in (data or {}).items() if k != "ignored"}
+    for section, keys in BEFORE_KEY.items():
+        data[section] = {**keys, **(data.get(section) or {})}
+    return from_dict(data)
+
+
 def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
                   skip: dict | None = None) -> list[str]:
     """Dotted keys of ``sections`` that differ between two config mappings, ``skip``'s keys
-    ({section: keys}) aside (both sides filled with today's defaults, so folders written before a key
-    existed still compare)."""
-    a, b, skip = to_dict(from_dict(stored)), to_dict(from_dict(wanted)), skip or {}
+    ({section: keys}) aside. ``stored`` is a folder's config.yaml (read by :func:`from_stored`, so a
+    folder written before a key existed still compares, with the value it was made with)."""
+    a, b, skip = to_dict(from_stored(stored)), to_dict(from_dict(wanted)), skip or {}
     return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
                   if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
 

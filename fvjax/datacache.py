@@ -16,7 +16,7 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import Config, to_dict
+from .config import BEFORE_KEY, Config, to_dict
 
 # simulation keys the files on disk do not depend on (measurement noise is drawn at training time)
 NOT_IN_DATA = ("chunk_frames", "measurement_noise_level", "data_cache")
@@ -24,7 +24,7 @@ NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see networ
 KEY_VERSION = 1   # bump when the dataset files change for the same settings
 # simulation keys added after KEY_VERSION 1: left out of the name while at these (their defaults, which
 # reproduce the earlier files), so datasets made before the key existed keep their names
-LATER_KEYS = {"blank_prefix_fraction": 0.0, "scene_luminance": [0.3, 0.7], "scene_contrast": [0.1, 0.6]}
+LATER_KEYS = BEFORE_KEY["simulation"]
 
 
 def ground_truth_digest(source: str) -> str:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import model as M
-from .config import Config, dump_config, from_dict, settings_diff, to_dict
+from .config import Config, dump_config, from_stored, settings_diff, to_dict
 from .datacache import NOT_IN_DATA
 from .dataset import Dataset, load_dataset, verify_dataset
 from .networks import generate_dataset, resolve
@@ -66,7 +66,7 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
     stored = {k: v for k, v in stored.items() if k != "ignored"}
     differ = settings_diff(stored, wanted, skip=BOOKKEEPING)
     if differ:
-        old = from_dict(stored)
+        old = from_stored(stored)
         was = "; ".join(f"{key}: {_shown(_value(old, key))} there, {_shown(_value(cfg, key))} now" for key in differ)
         raise RunMismatch(f"{run_dir} holds a run started with other settings ({was}); its results would be "
                           f"reported under the new ones. Use another run folder (--out) for the new settings, "

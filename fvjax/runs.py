@@ -150,16 +150,14 @@ def _csv(path: Path):
 
 def load_run(path: str | Path) -> Run:
     """Open a run folder written by ``fvjax.pipeline.run`` / ``experiments.vrest``."""
-    from .config import from_dict
+    from .config import from_stored
 
     import yaml
 
     path = Path(path)
     if not (path / "config.yaml").is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no config.yaml)")
-    data = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    data.pop("ignored", None)
-    return Run(path, from_dict(data))
+    return Run(path, from_stored(yaml.safe_load((path / "config.yaml").read_text())))
 
 
 SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_data", "V_rest_R2",

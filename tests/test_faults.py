@@ -38,6 +38,25 @@ def test_same_settings_resume_passes_the_check(tmp_path):
     check_run_settings(cfg, tmp_path)
 
 
+def test_a_folder_older_than_a_key_keeps_the_value_it_was_made_with(tmp_path, monkeypatch):
+    """A config.yaml that predates a key was made with the key's BEFORE_KEY value, not with whatever
+    the default is today: reading it must say so, and continuing it under another value is refused."""
+    import pytest
+
+    from fvjax import config as C
+    from fvjax.pipeline import RunMismatch, check_run_settings
+    from fvjax.runs import load_run
+
+    # pretend scene_luminance was introduced with (0.4, 0.6) and its default changed since
+    monkeypatch.setitem(C.BEFORE_KEY, "simulation", {**C.BEFORE_KEY["simulation"], "scene_luminance": [0.4, 0.6]})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"simulation": {"seed": 0}, "training": {"n_iter": 10}}))
+    assert load_run(tmp_path).config.simulation.scene_luminance == (0.4, 0.6)
+    assert load_config(None).simulation.scene_luminance != (0.4, 0.6)
+    with pytest.raises(RunMismatch, match=r"simulation.scene_luminance: \[0.4, 0.6\] there"):
+        check_run_settings(load_config(None, {"training.n_iter": 10}), tmp_path)
+    check_run_settings(load_config(None, {"training.n_iter": 10, "simulation.scene_luminance": [0.4, 0.6]}), tmp_path)
+
+
 def test_yaml_duplicate_keys_and_bad_yaml(tmp_path, capsys):
     from fvjax.experiments.vrest import main
 
