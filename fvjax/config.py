@@ -566,12 +566,25 @@ def from_stored(data: dict | None) -> Config:
     return from_dict(data)
 
 
+# simulation keys that only the `scenes` stimulus reads
+SCENE_KEYS = ("scene_objects", "scene_augment", "scene_luminance", "scene_contrast")
+
+
+def unused_simulation_keys(sim: SimulationConfig) -> tuple[str, ...]:
+    """Simulation keys that the configured stimulus does not read (they change nothing computed)."""
+    return () if sim.visual_input_type == "scenes" else SCENE_KEYS
+
+
 def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
                   skip: dict | None = None) -> list[str]:
     """Dotted keys of ``sections`` that differ between two config mappings, ``skip``'s keys
-    ({section: keys}) aside. ``stored`` is a folder's config.yaml (read by :func:`from_stored`, so a
-    folder written before a key existed still compares, with the value it was made with)."""
-    a, b, skip = to_dict(from_stored(stored)), to_dict(from_dict(wanted)), skip or {}
+    ({section: keys}) and simulation keys that neither side's stimulus reads aside. ``stored`` is a
+    folder's config.yaml (read by :func:`from_stored`, so a folder written before a key existed still
+    compares, with the value it was made with)."""
+    old, new = from_stored(stored), from_dict(wanted)
+    a, b, skip = to_dict(old), to_dict(new), {k: set(v) for k, v in (skip or {}).items()}
+    unused = set(unused_simulation_keys(old.simulation)) & set(unused_simulation_keys(new.simulation))
+    skip["simulation"] = skip.get("simulation", set()) | unused
     return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
                   if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
 

@@ -16,14 +16,15 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import BEFORE_KEY, Config, to_dict
+from .config import BEFORE_KEY, Config, to_dict, unused_simulation_keys
 
 # simulation keys the files on disk do not depend on (measurement noise is drawn at training time)
 NOT_IN_DATA = ("chunk_frames", "measurement_noise_level", "data_cache")
 NAMED = ("prior", "flyvis_initial")   # ground truths chosen by name (see networks.flyvis.resolve_ground_truth)
 KEY_VERSION = 1   # bump when the dataset files change for the same settings
-# simulation keys added after KEY_VERSION 1: left out of the name while at these (their defaults, which
-# reproduce the earlier files), so datasets made before the key existed keep their names
+# simulation keys added after KEY_VERSION 1: left out of the name while at these values (which reproduce
+# the earlier files) or while the stimulus does not read them, so datasets made before the key existed
+# keep their names
 LATER_KEYS = BEFORE_KEY["simulation"]
 
 
@@ -43,8 +44,9 @@ def ground_truth_digest(source: str) -> str:
 
 def data_settings(cfg: Config) -> dict:
     """The settings a dataset's files depend on (JSON-able)."""
+    unused = unused_simulation_keys(cfg.simulation)
     sim = {k: v for k, v in to_dict(cfg)["simulation"].items()
-           if k not in NOT_IN_DATA and not (k in LATER_KEYS and v == LATER_KEYS[k])}
+           if k not in NOT_IN_DATA and not (k in LATER_KEYS and (v == LATER_KEYS[k] or k in unused))}
     sim["ground_truth"] = ground_truth_digest(cfg.simulation.ground_truth)
     return {"key_version": KEY_VERSION, "simulation": sim}
 

@@ -228,3 +228,32 @@ def test_natural_and_mixed_unchanged():
                                  "simulation.n_test_frames": 150})
         train, test = train_test_frames(cfg.simulation, seed=0)
         assert hashlib.sha256(train.tobytes() + test.tobytes()).hexdigest() == digest, kind
+
+
+
+def test_scene_keys_do_not_touch_other_stimuli(tmp_path):
+    """A `natural` dataset or run folder does not depend on the scenes-only keys: its name stays, and a
+    folder continues whatever they are set to; a `scenes` folder is refused when they differ."""
+    import yaml
+
+    from fvjax.config import load_config, to_dict
+    from fvjax.datacache import dataset_name
+    from fvjax.pipeline import RunMismatch, check_run_settings
+
+    other = {"simulation.scene_luminance": (0.6, 0.1), "simulation.scene_contrast": (0.2, 0.3),
+             "simulation.scene_objects": (0, 1)}
+    for kind, refused in (("natural", False), ("scenes", True)):
+        cfg = load_config(None, {"simulation.visual_input_type": kind})
+        changed = cfg.replace(**other)
+        # (scene_objects was named in datasets before these keys existed, for every stimulus, and still is)
+        lum = cfg.replace(**{k: v for k, v in other.items() if k != "simulation.scene_objects"})
+        assert (dataset_name(lum) != dataset_name(cfg)) == refused
+        folder = tmp_path / kind
+        folder.mkdir()
+        stored = {k: v for k, v in to_dict(cfg).items() if k != "ignored"}
+        (folder / "config.yaml").write_text(yaml.safe_dump(stored))
+        if refused:
+            with pytest.raises(RunMismatch, match="scene_contrast.*scene_luminance.*scene_objects"):
+                check_run_settings(changed, folder)
+        else:
+            check_run_settings(changed, folder)
