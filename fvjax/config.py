@@ -78,11 +78,11 @@ class SimulationConfig:
                                         "(the later reference's remedy for V_rest; docs/stimulus.md); test movies unchanged")
     scene_objects: tuple[int, int] = _opt((1, 5), lo=0, doc="scenes stimulus: range of moving objects per sequence")
     scene_augment: bool = _opt(True, doc="scenes stimulus: DAVIS flip/rotation of each sequence")
-    scene_luminance: tuple[float, float] = _opt((0.3, 0.7), lo=0.0, doc="scenes stimulus: (median, sigma) of "
+    scene_luminance: tuple[float, float] = _opt((0.45, 0.5), lo=0.0, doc="scenes stimulus: (median, sigma) of "
                                                 "the log-normal mean luminance of a sequence, clipped to "
-                                                "[0.02, 0.75]")
-    scene_contrast: tuple[float, float] = _opt((0.1, 0.6), lo=0.0, doc="scenes stimulus: range of the uniform "
-                                               "RMS contrast of a sequence")
+                                                "[0.02, 0.75] (until 2026-12-03: (0.3, 0.7))")
+    scene_contrast: tuple[float, float] = _opt((0.3, 1.0), lo=0.0, doc="scenes stimulus: range of the uniform "
+                                               "RMS contrast of a sequence (until 2026-12-03: (0.1, 0.6))")
     chunk_frames: int = _opt(2000, lo=1, doc="frames simulated per jit call / written per chunk")
     data_cache: str = _opt("", doc="folder of shared datasets (fvjax.datacache); \"\" = datasets/ next to "
                            "the run folders")

@@ -20,7 +20,10 @@ SETTINGS = {
     "flyvis": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]", "seed": 3,
                "visual_input_type": "natural"},   # pinned when natural was the default
     "flyvis_scenes": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]",
-                      "seed": 3},   # the default stimulus since 2026-12-03
+                      "seed": 3},   # the default stimulus and its default statistics since 2026-12-03
+    "flyvis_scenes_2": {"n_frames": 150, "n_test_frames": 40, "chunk_frames": 64, "sequence_frames": "[20, 30]",
+                        "seed": 3, "scene_luminance": "[0.3, 0.7]", "scene_contrast": "[0.1, 0.6]"},
+                        # the default's luminance and contrast until 2026-12-03
     "tanh": {"network": "synthetic", "n_neurons": 30, "n_neuron_types": 3, "n_frames": 400, "n_input_neurons": 4,
              "seed": 1, "chunk_frames": 128},
     "PDE_N2": {"network": "synthetic", "synthetic_model": "PDE_N2", "n_neurons": 24, "n_frames": 300,
@@ -36,7 +39,16 @@ PINNED = {
         "test/stimulus": "74a7457852720088ab7095f42cdd9722f33235da538b2a24ce9b0751a10cb524",
         "ground_truth.npz": "50ecf3e41308566425f1e3a54a7acf0621390098c2082d42030ab219e554d02a",
     },
-    "flyvis_scenes": {   # pinned 2026-12-03 from commit b93a129's code
+    "flyvis_scenes": {   # pinned 2026-12-03 when these statistics became the default
+        "train/voltage": "d1e8447808575430e6007f81c35c8baa533f7ac47ec9c7f22667b6554df6fa35",
+        "train/target": "6401e06543a72404451769e84009cd8dc08d3f35312074d9da0ff2367d710e5f",
+        "train/stimulus": "ab2b261669c415e1edc8c8e2d2dc0da8d2ccc9a8da6a35b98e8b60d6a8ada175",
+        "test/voltage": "620d8351c7befc854d9a35d5241e63d5f19a9c68497f94a209041b7158d2a10a",
+        "test/target": "2595b09c97ba16ebe0c2da6c8892c1f9da53517e43ad2e55280ebe76bb515aa8",
+        "test/stimulus": "c0da487427566960af06ed6dd79773e0ce9044f990c64d0d8404f8adda8925a1",
+        "ground_truth.npz": "50ecf3e41308566425f1e3a54a7acf0621390098c2082d42030ab219e554d02a",
+    },
+    "flyvis_scenes_2": {   # pinned 2026-12-03 from commit b93a129's code
         "train/voltage": "a9009ad664de68c1d2fa84075a2f46aed2b6afc2d9e3e26cecd74b5ce110423b",
         "train/target": "11f10a9ab2698d165109b90ef9fc7ca49b2a67e66b3c81a1516f149fa4d2cb43",
         "train/stimulus": "4eed9178413c8b920fd113e05b00029b968b75a5ab9845822c33c21dd13f1846",

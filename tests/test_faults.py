@@ -29,10 +29,11 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
 
 def test_same_settings_resume_passes_the_check(tmp_path):
     """Keys that change nothing computed (steps_per_call, eval_every) and keys added since the folder
-    was written (filled with their defaults) do not block a resume."""
+    was written, at the value the folder was made with (config.BEFORE_KEY), do not block a resume."""
     from fvjax.pipeline import check_run_settings
 
-    cfg = load_config(None, {"training.n_iter": 10})
+    cfg = load_config(None, {"training.n_iter": 10, "simulation.scene_luminance": [0.3, 0.7],
+                             "simulation.scene_contrast": [0.1, 0.6]})
     data = yaml.safe_load(yaml.safe_dump({"simulation": {"seed": 0}, "training": {"n_iter": 10, "eval_every": 3}}))
     Path(tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     check_run_settings(cfg, tmp_path)
@@ -54,7 +55,9 @@ def test_a_folder_older_than_a_key_keeps_the_value_it_was_made_with(tmp_path, mo
     assert load_config(None).simulation.scene_luminance != (0.4, 0.6)
     with pytest.raises(RunMismatch, match=r"simulation.scene_luminance: \[0.4, 0.6\] there"):
         check_run_settings(load_config(None, {"training.n_iter": 10}), tmp_path)
-    check_run_settings(load_config(None, {"training.n_iter": 10, "simulation.scene_luminance": [0.4, 0.6]}), tmp_path)
+    check_run_settings(load_config(None, {"training.n_iter": 10, "simulation.scene_luminance": [0.4, 0.6],
+                                          "simulation.scene_contrast": C.BEFORE_KEY["simulation"]["scene_contrast"]}),
+                       tmp_path)
 
 
 def test_yaml_duplicate_keys_and_bad_yaml(tmp_path, capsys):

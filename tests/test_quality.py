@@ -2,8 +2,8 @@
 connectivity. Sizes and floors are documented in docs/results.md with the measurements behind them.
 
 Run alone on 2 cores it takes about 10 minutes per case. The model-000 cases run on the default
-stimulus (`scenes` since 2026-12-03; the floor was fixed on `natural` and not changed, and the three
-cases were measured on both, docs/results.md).
+stimulus (`scenes` since 2026-12-03, with brighter statistics since later that day; the floor was
+fixed on `natural` and not changed, and the three cases were measured on each, docs/results.md).
 """
 
 import json

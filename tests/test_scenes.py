@@ -122,15 +122,18 @@ def test_luminance_statistics_vary_across_sequences():
     drawn_contrast = np.array([m.contrast for m in drawn])
     assert np.ptp(drawn_contrast) > 0.3
     assert np.corrcoef(_rank(drawn_contrast), _rank(contrast))[0, 1] > 0.5  # it reaches the hexals
-    m = np.array([scenes.luminance_stats(np.random.default_rng(s))[0] for s in range(2000)])
-    assert 0.02 < np.mean(m < 0.1) < 0.2  # dark scenes exist, but are not the rule
+    m, c = zip(*[scenes.luminance_stats(np.random.default_rng(s)) for s in range(2000)])
+    assert abs(np.median(m) - scenes.LUMINANCE[0]) < 0.02 and min(c) >= scenes.CONTRAST[0]
+    # the statistics until 2026-12-03: dark scenes exist, but are not the rule
+    m = np.array([scenes.luminance_stats(np.random.default_rng(s), (0.3, 0.7))[0] for s in range(2000)])
+    assert 0.02 < np.mean(m < 0.1) < 0.2
 
 
 def test_luminance_and_contrast_keys():
     m, c = zip(*[scenes.luminance_stats(np.random.default_rng(s), (0.5, 0.2), (0.3, 0.9)) for s in range(2000)])
     assert abs(np.median(m) - 0.5) < 0.02 and abs(np.std(np.log(m)) - 0.2) < 0.02
     assert 0.3 <= min(c) and max(c) <= 0.9 and abs(np.mean(c) - 0.6) < 0.02
-    # (that the defaults keep the earlier draw is pinned by tests/test_dataset_checksum.py's flyvis_scenes)
+    # (tests/test_dataset_checksum.py pins the default draw, flyvis_scenes, and the earlier one, flyvis_scenes_2)
     movie = scenes.draw_movie(np.random.default_rng(0), 12, "train", _fake_still, contrast=(0.8, 0.8))
     assert movie.contrast == 0.8
 
@@ -145,17 +148,20 @@ def test_scene_key_errors(sets, match):
         load_config(None, sets)
 
 
-def test_scene_keys_name_their_datasets_only_away_from_the_defaults():
+def test_scene_keys_name_their_datasets_only_away_from_the_earlier_values():
+    """At the values they had before they were keys ((0.3, 0.7), (0.1, 0.6)) the two keys are left out
+    of a dataset's name, so those datasets keep their names; any other value, the defaults since
+    2026-12-03 included, is part of it."""
     from fvjax.config import load_config
-    from fvjax.datacache import dataset_name
+    from fvjax.datacache import data_settings, dataset_name
 
-    from fvjax.datacache import data_settings
-
+    before = load_config(None, {"simulation.scene_luminance": [0.3, 0.7], "simulation.scene_contrast": [0.1, 0.6]})
+    assert not {"scene_luminance", "scene_contrast"} & set(data_settings(before)["simulation"])
     base = load_config(None, {})
-    assert not {"scene_luminance", "scene_contrast"} & set(data_settings(base)["simulation"])
-    assert dataset_name(load_config(None, {"simulation.scene_contrast": [0.1, 0.6]})) == dataset_name(base)
-    assert dataset_name(base.replace(**{"simulation.scene_contrast": (0.3, 1.0)})) != dataset_name(base)
-    assert dataset_name(base.replace(**{"simulation.scene_luminance": (0.45, 0.5)})) != dataset_name(base)
+    assert {"scene_luminance", "scene_contrast"} <= set(data_settings(base)["simulation"])
+    assert dataset_name(base) != dataset_name(before)
+    assert dataset_name(base.replace(**{"simulation.scene_contrast": (0.1, 0.6)})) != dataset_name(base)
+    assert dataset_name(base.replace(**{"simulation.scene_luminance": (0.3, 0.7)})) != dataset_name(base)
 
 
 def test_augmentation_is_a_davis_variant():

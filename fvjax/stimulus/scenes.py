@@ -258,8 +258,8 @@ def draw_objects(rng: np.random.Generator, n_frames: int, textures: np.ndarray, 
     return Objects(position, angle, radius, aspect, harmonics, offset, gain, np.asarray(textures, np.float32))
 
 
-LUMINANCE = (0.3, 0.7)      # (median, sigma) of the log-normal mean luminance
-CONTRAST = (0.1, 0.6)       # range of the uniform RMS contrast
+LUMINANCE = (0.45, 0.5)     # (median, sigma) of the log-normal mean luminance (until 2026-12-03: (0.3, 0.7))
+CONTRAST = (0.3, 1.0)       # range of the uniform RMS contrast (until 2026-12-03: (0.1, 0.6))
 
 
 def luminance_stats(rng: np.random.Generator, luminance: tuple[float, float] = LUMINANCE,
