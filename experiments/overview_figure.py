@@ -20,16 +20,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from fvjax.config import ConfigError, load_config
     from fvjax.connectome import build_connectome
     from fvjax.evaluate.plots import activity_overview
+    from fvjax.experiments.stimulus_stats import response
     from fvjax.generate import parse_sets
     from fvjax.networks.flyvis import resolve_ground_truth
-    from fvjax.simulate import expand_frame, make_circuit, simulate, steady_state
+    from fvjax.simulate import make_circuit
     from fvjax.stimulus import VideoError, train_test_frames
 
     from .stimulus_figure import save_small_png
@@ -43,10 +42,8 @@ def main(argv=None) -> int:
         return 2
     conn = build_connectome(cfg.simulation.extent)
     gt = resolve_ground_truth(cfg, conn, progress=False)
-    circuit = make_circuit(conn, gt)
-    _, traj = simulate(circuit, steady_state(circuit), jnp.asarray(expand_frame(conn, train)),
-                       jax.random.PRNGKey(args.seed), noise_std=cfg.simulation.noise_model_level)
-    fig = activity_overview(conn, np.asarray(train), np.asarray(traj.voltage), dt=cfg.simulation.delta_t)
+    voltage = response(make_circuit(conn, gt), conn, train, args.seed, cfg.simulation.noise_model_level)
+    fig = activity_overview(conn, np.asarray(train), voltage, dt=cfg.simulation.delta_t)
     fig.suptitle(f"{cfg.simulation.ground_truth}, {cfg.simulation.visual_input_type} stimulus, seed {args.seed}",
                  fontsize=9)
     fig.tight_layout()

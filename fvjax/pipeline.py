@@ -63,7 +63,6 @@ def check_run_settings(cfg: Config, run_dir: Path) -> None:
     stored = yaml.safe_load(path.read_text()) or {}
     wanted = to_dict(cfg)
     wanted.pop("ignored", None)
-    stored = {k: v for k, v in stored.items() if k != "ignored"}
     differ = settings_diff(stored, wanted, skip=BOOKKEEPING)
     if differ:
         old = from_stored(stored)

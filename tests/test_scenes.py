@@ -236,7 +236,6 @@ def test_natural_and_mixed_unchanged():
         assert hashlib.sha256(train.tobytes() + test.tobytes()).hexdigest() == digest, kind
 
 
-
 def test_scene_keys_do_not_touch_other_stimuli(tmp_path):
     """A `natural` dataset or run folder does not depend on the scenes-only keys: its name stays, and a
     folder continues whatever they are set to; a `scenes` folder is refused when they differ."""

@@ -51,6 +51,18 @@ def activity_stats(conn, gt, voltage: np.ndarray) -> dict:
             "rest_identifiability": dict(zip(conn.type_names, map(float, per_type_ident)))}
 
 
+def response(circuit, conn, frames: np.ndarray, seed: int, noise_std: float) -> np.ndarray:
+    """(T, N) voltages of ``circuit`` driven by ``frames`` (T, n_hex) from its grey steady state."""
+    import jax
+    import jax.numpy as jnp
+
+    from fvjax.simulate import expand_frame, simulate, steady_state
+
+    _, traj = simulate(circuit, steady_state(circuit), jnp.asarray(expand_frame(conn, frames)),
+                       jax.random.PRNGKey(seed), noise_std=noise_std)
+    return np.asarray(traj.voltage)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.stimulus_stats", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,14 +72,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/stimulus_stats")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    import jax
-    import jax.numpy as jnp
-
     from fvjax.config import ConfigError, load_config
     from fvjax.connectome import build_connectome
     from fvjax.networks.flyvis import resolve_ground_truth
     from fvjax.generate import parse_sets
-    from fvjax.simulate import expand_frame, make_circuit, simulate, steady_state
+    from fvjax.simulate import make_circuit
     from fvjax.stimulus import VideoError, train_test_frames
 
     results = {}
@@ -87,9 +96,8 @@ def main(argv=None) -> int:
         except (FileNotFoundError, VideoError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        _, traj = simulate(circuit, steady_state(circuit), jnp.asarray(expand_frame(conn, train)),
-                           jax.random.PRNGKey(args.seed), noise_std=cfg.simulation.noise_model_level)
-        results[kind] = activity_stats(conn, gt, np.asarray(traj.voltage))
+        results[kind] = activity_stats(conn, gt, response(circuit, conn, train, args.seed,
+                                                          cfg.simulation.noise_model_level))
         r = results[kind]
         print(f"{kind:8s} median type std {r['median_type_std']:.3f}  below 0 {r['fraction_below_0']:.1%}  "
               f"silent types {r['silent_types']}  eff. rank 90/99 {r['effective_rank_90']}/{r['effective_rank_99']}  "
