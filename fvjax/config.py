@@ -241,6 +241,10 @@ class TrainingConfig:
     coeff_g_phi_linear: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||g(v_j) - v_j g'(v_j)||_2 over the sources with "
                                                       "v_j > 0 in the batch's first frame: above 0 the message is a line "
                                                       "through the origin, as ReLU is (docs/training.md)")
+    g_phi_linear_slope: str = _opt("secant", choices=("secant", "tangent"),
+                                   doc="g'(v_j) of coeff_g_phi_linear: the secant to g_phi_diff's comparison point "
+                                       "(no extra g_phi evaluation) or the tangent by forward-mode differentiation "
+                                       "(until 2026-12-03; one more g_phi pass, about 1.3x the step)")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
     coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "
@@ -554,7 +558,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 # keys added after run folders and datasets existed, with the value that reproduces what was made before
 # them: a folder's config.yaml that lacks one was made with this value, whatever today's default is
-BEFORE_KEY = {"simulation": {"blank_prefix_fraction": 0.0, "scene_luminance": [0.3, 0.7], "scene_contrast": [0.1, 0.6]}}
+BEFORE_KEY = {"simulation": {"blank_prefix_fraction": 0.0, "scene_luminance": [0.3, 0.7], "scene_contrast": [0.1, 0.6]},
+              "training": {"g_phi_linear_slope": "tangent"}}
 
 
 def from_stored(data: dict | None) -> Config:

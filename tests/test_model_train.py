@@ -420,15 +420,30 @@ def test_off_the_line_hand_values():
     np.testing.assert_allclose(off_the_line(lambda x: x**2, v), [0, 0, -0.25, -4.0], atol=1e-6)
 
 
-def test_g_phi_linear_penalty_against_numpy_and_gate():
-    """c ||g(v) - v g'(v)||_2 over the sources with v > 0, against a float64 numpy g_phi with a
-    central-difference slope; off (and gradient-free) at c = 0; the embeddings get no gradient."""
+def test_off_the_secant_hand_values():
+    """The secant form: exact for lines (0 through the origin, the offset otherwise), v0 (v1 - v0) / 2 off
+    the tangent form for v^2, 0 where v0 <= 0 or v1 <= v0."""
+    from fvjax.train.losses import off_the_secant
+
+    v0, v1 = jnp.array([-1.0, 0.0, 0.5, 2.0]), jnp.array([-0.9, 0.1, 0.6, 2.0])
+    np.testing.assert_allclose(off_the_secant(v0, v1, 3 * v0, 3 * v1), 0.0, atol=1e-6)
+    np.testing.assert_allclose(off_the_secant(v0, v1, 2 * v0 + 0.5, 2 * v1 + 0.5), [0, 0, 0.5, 0], atol=1e-6)
+    np.testing.assert_allclose(off_the_secant(v0, v1, v0**2, v1**2), [0, 0, -0.25 - 0.05, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("slope,perturbation", [("tangent", "multiplicative"), ("secant", "multiplicative"),
+                                                ("secant", "additive")])
+def test_g_phi_linear_penalty_against_numpy_and_gate(slope, perturbation):
+    """c ||g(v) - v g'(v)||_2 over the sources with v > 0, against a float64 numpy g_phi: g' by central
+    differences (tangent) or the secant to g_phi_diff's comparison point v (1 + delta) / v + delta xnorm;
+    off (and gradient-free) at c = 0; the embeddings get no gradient."""
     conn, graph = _toy_graph()
     with jax.enable_x64(True):
         spec = _spec(conn, activation="tanh")
         params = _randomize(M.init(jax.random.PRNGKey(0), spec, jnp.float64), jax.random.PRNGKey(1))
         v0 = jax.random.normal(jax.random.PRNGKey(3), (conn.n_nodes,), jnp.float64)
-        c = coefficients(load_config(None, {"training.coeff_g_phi_linear": 0.4}).training, 0)
+        c = coefficients(load_config(None, {"training.coeff_g_phi_linear": 0.4, "training.g_phi_linear_slope": slope,
+                                            "training.g_phi_diff_perturbation": perturbation}).training, 0)
 
         def g_np(v):
             x = np.concatenate([np.asarray(v)[:, None], np.asarray(params["a"])], -1)
@@ -438,7 +453,11 @@ def test_g_phi_linear_penalty_against_numpy_and_gate():
             return h**2 if spec.g_phi_positive else h
 
         v = np.asarray(v0)
-        slope = (g_np(v + 1e-6) - g_np(v - 1e-6)) / 2e-6
+        if slope == "tangent":
+            slope = (g_np(v + 1e-6) - g_np(v - 1e-6)) / 2e-6
+        else:
+            v1 = v * 1.05 if perturbation == "multiplicative" else v + 0.05 * 0.7
+            slope = (g_np(v1) - g_np(v)) / np.where(v1 != v, v1 - v, 1.0)
         expect = 0.4 * np.sqrt(np.sum(np.where(v > 0, g_np(v) - v * slope, 0.0) ** 2))
         assert expect > 1e-3 and 0 < (v > 0).sum() < len(v)
         assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_linear"]) == pytest.approx(expect, rel=1e-6)

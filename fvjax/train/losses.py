@@ -30,6 +30,7 @@ class Coefficients(NamedTuple):
     f_theta_zero: jax.Array = 0.0       # c ||f_theta(v=0, a, msg=0, e=0)||_2, already times the batch size
     g_phi_zero: jax.Array = 0.0         # fvjax's own: c ||g_phi(0, a_j)^2||_2 (ReLU(0) = 0)
     g_phi_linear: jax.Array = 0.0       # fvjax's own: c ||g(v) - v g'(v)||_2 where v > 0 (see off_the_line)
+    g_phi_linear_slope: jax.Array = 0   # index into SLOPES: how g'(v) is taken
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -64,7 +65,7 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
         f_theta_additive=f(cfg.coeff_f_theta_additive), g_phi_zero=f(cfg.coeff_g_phi_zero),
-        g_phi_linear=f(cfg.coeff_g_phi_linear),
+        g_phi_linear=f(cfg.coeff_g_phi_linear), g_phi_linear_slope=jnp.asarray(SLOPES.index(cfg.g_phi_linear_slope)),
         # the reference adds its regularisers once per frame of the batch; this one does not depend on the frame
         f_theta_zero=f(cfg.coeff_f_theta_zero * cfg.batch_size),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
@@ -115,14 +116,31 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     else:  # flyvis_B: g_phi([v_i, v_j, a_i, a_j]); perturb v_j, pair each a with itself
         def g_of(v_src):
             return M.pair_edge_function(params, spec, v0, v_src, a, a)
-    terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g_of(v0) - g_of(v1)))
+    g0, g1 = g_of(v0), g_of(v1)
+    terms["g_phi_diff"] = c.g_phi_diff * l2(jax.nn.relu(g0 - g1))
     terms["g_phi_norm"] = c.g_phi_norm * l2(g_of(jnp.full_like(v0, 2.0 * xnorm)) - 2.0 * xnorm)
     # the message of a silent source: ReLU(0) = 0 in flyvis; pins g_phi's level where the data pin only its slope
     terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_of(jnp.zeros_like(v0))),
                                        lambda: jnp.zeros((), v0.dtype))
-    terms["g_phi_linear"] = jax.lax.cond(c.g_phi_linear > 0, lambda: c.g_phi_linear * l2(off_the_line(g_of, v0)),
-                                         lambda: jnp.zeros((), v0.dtype))
+    branches = (lambda: jnp.zeros((), v0.dtype),                                      # off
+                lambda: c.g_phi_linear * l2(off_the_secant(v0, v1, g0, g1)),             # SLOPES[0]
+                lambda: c.g_phi_linear * l2(off_the_line(g_of, v0)))                    # SLOPES[1]
+    terms["g_phi_linear"] = jax.lax.switch(jnp.where(c.g_phi_linear > 0, 1 + c.g_phi_linear_slope, 0), branches)
     return terms
+
+
+# how coeff_g_phi_linear takes g'(v): the secant to g_phi_diff's comparison point, or the tangent
+SLOPES = ("secant", "tangent")
+
+
+def off_the_secant(v0: jax.Array, v1: jax.Array, g0: jax.Array, g1: jax.Array) -> jax.Array:
+    """g(v0) - v0 (g(v1) - g(v0)) / (v1 - v0) where v0 > 0 and v1 > v0, else 0: :func:`off_the_line` with
+    the slope of the secant to g_phi_diff's comparison point v1, so it reuses g_phi_diff's two evaluations
+    of g (the tangent costs one more g_phi pass). Equal to it for a line; for a curved g it differs by
+    about v0 (v1 - v0) g''/2."""
+    h = v1 - v0
+    on = (v0 > 0) & (h > 0)
+    return jnp.where(on, g0 - v0 * (g1 - g0) / jnp.where(on, h, 1.0), 0.0)
 
 
 def off_the_line(g_of, v: jax.Array) -> jax.Array:
