@@ -580,16 +580,21 @@ def unused_simulation_keys(sim: SimulationConfig) -> tuple[str, ...]:
     return () if sim.visual_input_type == "scenes" else SCENE_KEYS
 
 
+def unused_training_keys(tr: TrainingConfig) -> tuple[str, ...]:
+    """Training keys that qualify a term switched off (they change nothing computed)."""
+    return () if tr.coeff_g_phi_linear > 0 else ("g_phi_linear_slope",)
+
+
 def settings_diff(stored: dict, wanted: dict, sections=("simulation", "graph_model", "training"),
                   skip: dict | None = None) -> list[str]:
     """Dotted keys of ``sections`` that differ between two config mappings, ``skip``'s keys
-    ({section: keys}) and simulation keys that neither side's stimulus reads aside. ``stored`` is a
+    ({section: keys}) and keys that neither side reads (unused_simulation_keys, unused_training_keys) aside. ``stored`` is a
     folder's config.yaml (read by :func:`from_stored`, so a folder written before a key existed still
     compares, with the value it was made with)."""
     old, new = from_stored(stored), from_dict(wanted)
     a, b, skip = to_dict(old), to_dict(new), {k: set(v) for k, v in (skip or {}).items()}
-    unused = set(unused_simulation_keys(old.simulation)) & set(unused_simulation_keys(new.simulation))
-    skip["simulation"] = skip.get("simulation", set()) | unused
+    for sec, unused in (("simulation", unused_simulation_keys), ("training", unused_training_keys)):
+        skip[sec] = skip.get(sec, set()) | (set(unused(getattr(old, sec))) & set(unused(getattr(new, sec))))
     return sorted(f"{sec}.{k}" for sec in sections for k in set(a[sec]) | set(b[sec])
                   if a[sec].get(k) != b[sec].get(k) and k not in skip.get(sec, ()))
 

@@ -39,6 +39,27 @@ def test_same_settings_resume_passes_the_check(tmp_path):
     check_run_settings(cfg, tmp_path)
 
 
+def test_g_phi_linear_slope_of_older_folders(tmp_path):
+    """A folder from before training.g_phi_linear_slope used the tangent: with g_phi_linear on, continuing
+    it with today's secant is refused and it reads as tangent; with the term off the key changes nothing."""
+    import pytest
+
+    from fvjax.pipeline import RunMismatch, check_run_settings
+    from fvjax.runs import load_run
+
+    sim = {"scene_luminance": [0.45, 0.5], "scene_contrast": [0.3, 1.0]}   # today's, so only the slope differs
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"simulation": sim,
+                                                          "training": {"n_iter": 10, "coeff_g_phi_linear": 0.9}}))
+    assert load_run(tmp_path).config.training.g_phi_linear_slope == "tangent"
+    assert load_config(None).training.g_phi_linear_slope == "secant"
+    on = {"training.n_iter": 10, "training.coeff_g_phi_linear": 0.9}
+    with pytest.raises(RunMismatch, match=r"training.g_phi_linear_slope: \"tangent\" there"):
+        check_run_settings(load_config(None, on), tmp_path)
+    check_run_settings(load_config(None, {**on, "training.g_phi_linear_slope": "tangent"}), tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"simulation": sim, "training": {"n_iter": 10}}))
+    check_run_settings(load_config(None, {"training.n_iter": 10}), tmp_path)
+
+
 def test_a_folder_older_than_a_key_keeps_the_value_it_was_made_with(tmp_path, monkeypatch):
     """A config.yaml that predates a key was made with the key's BEFORE_KEY value, not with whatever
     the default is today: reading it must say so, and continuing it under another value is refused."""

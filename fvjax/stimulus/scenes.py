@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
+from ..config import SimulationConfig
 from ..connectome.hexlattice import flip_permutation, rotation_permutation
 from . import davis, movies
 from .boxeye import KERNEL, receptor_pixels
@@ -258,8 +259,10 @@ def draw_objects(rng: np.random.Generator, n_frames: int, textures: np.ndarray, 
     return Objects(position, angle, radius, aspect, harmonics, offset, gain, np.asarray(textures, np.float32))
 
 
-LUMINANCE = (0.45, 0.5)     # (median, sigma) of the log-normal mean luminance (until 2026-12-03: (0.3, 0.7))
-CONTRAST = (0.3, 1.0)       # range of the uniform RMS contrast (until 2026-12-03: (0.1, 0.6))
+# the defaults of simulation.scene_luminance ((median, sigma) of the log-normal mean luminance) and
+# simulation.scene_contrast (range of the uniform RMS contrast); config.BEFORE_KEY keeps the earlier ones
+LUMINANCE = tuple(SimulationConfig.scene_luminance)
+CONTRAST = tuple(SimulationConfig.scene_contrast)
 
 
 def luminance_stats(rng: np.random.Generator, luminance: tuple[float, float] = LUMINANCE,
