@@ -11,6 +11,9 @@ Prints ms/iteration (median of repeats) and ratios, plus the reference's measure
 ``--ablate``: the scanned step without each of its parts in turn (the g_phi regularisers, the edge
 gather/scatter, f_theta's hidden layers), alternating calls; shows where the step's time goes.
 
+``--linear``: the step of experiments.vrest's recipe with coeff_g_phi_linear off, with the secant slope
+and with the tangent slope (one program, three coefficient sets, alternating calls).
+
 ``--mlp``: the step with g_phi and f_theta as the Flax modules of ``fvjax.nn`` against the hand-written
 MLP they replaced (same K-step scanned program otherwise). The two are timed call by call in
 alternation (the order swapped every round, so background load hits both alike); prints the medians,
@@ -32,7 +35,8 @@ import numpy as np
 from common import median_ms, random_batch, training_setup
 
 from fvjax import model as M
-from fvjax.train import init_state, make_steps
+from fvjax.config import load_config
+from fvjax.train import coefficients, init_state, make_optimizer, make_steps, model_spec
 from fvjax.train import losses as L
 from fvjax.train.step import StepConfig
 
@@ -104,6 +108,35 @@ def compare_mlp(setup, batches, iters, rounds):
               f"{str(programs['hand'] == programs['flax']):>13} {str(same_state):>11}")
 
 
+def compare_linear(iters, rounds):
+    """The step of experiments.vrest's recipe with coeff_g_phi_linear off, with the secant slope and with
+    the tangent slope: one compiled program (the term's form is picked at run time by lax.switch), three
+    coefficient sets, calls alternated; ratio = median of the per-round ratios to "off"."""
+    from fvjax.experiments.vrest import RECIPES
+
+    conn, graph, *_ = training_setup()
+    variants = {"off": {}, "secant": {"training.coeff_g_phi_linear": 0.9, "training.g_phi_linear_slope": "secant"},
+                "tangent": {"training.coeff_g_phi_linear": 0.9, "training.g_phi_linear_slope": "tangent"}}
+    cfgs = {name: load_config(None, {**RECIPES["fvjax"], **v}) for name, v in variants.items()}
+    spec, opt = model_spec(cfgs["off"], conn.n_nodes, conn.n_edges), make_optimizer(cfgs["off"].training)
+    _, step = make_steps(spec, opt, StepConfig())
+    key, xnorm = jax.random.PRNGKey(0), jnp.float32(1.0)
+    bk, keys = random_batch(np.random.default_rng(0), conn, (iters, 2)), jax.random.split(key, iters)
+    times = {name: [] for name in cfgs}
+    states = {name: init_state(M.init(key, spec), opt) for name in cfgs}
+    for r in range(rounds + 1):
+        for name in (list(cfgs) if r % 2 == 0 else list(cfgs)[::-1]):
+            t = time.perf_counter()
+            states[name], terms = step(states[name], bk, keys, graph, xnorm, coefficients(cfgs[name].training, 0))
+            jax.block_until_ready(terms)
+            if r:   # round 0 compiles
+                times[name].append((time.perf_counter() - t) / iters * 1e3)
+    print("| g_phi_linear (batch 2, recipe fvjax) | ms/iteration | ratio to off |")
+    for name in cfgs:
+        ratio = statistics.median(a / b for a, b in zip(times[name], times["off"]))
+        print(f"| {name} | {statistics.median(times[name]):.1f} | {ratio:.3f} |")
+
+
 def _no_g_phi_regularisers(params, spec, v0, xnorm, c):
     return {"W_L2": c.W_L2 * L.l2(params["W"])}
 
@@ -159,7 +192,10 @@ def main():
     p.add_argument("--mlp", action="store_true", help="Flax vs hand-written MLP in the scanned step")
     p.add_argument("--rounds", type=int, default=16, help="--mlp, --ablate: alternating timed calls per variant")
     p.add_argument("--ablate", action="store_true", help="time the step without each of its parts (batch 2)")
+    p.add_argument("--linear", action="store_true", help="g_phi_linear off / secant / tangent (batch 2)")
     args = p.parse_args()
+    if args.linear:
+        return compare_linear(args.iters, args.rounds)
     if args.ablate:
         return ablate(training_setup(), args.iters, args.rounds)
     if args.mlp:
