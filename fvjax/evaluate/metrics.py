@@ -64,11 +64,12 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
     grid = jnp.linspace(-2.0, 2.0, n_points)
 
     def block(args):
-        m, sd, a = args
+        m, sd, a, off = args
         r = m[:, None] + sd[:, None] * grid[None]
-        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :]))
+        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :], off[:, None]))
 
-    return _chunked(block, (mu, sigma, params["a"]), chunk)
+    offset = jnp.broadcast_to(M.input_offset(params), mu.shape)
+    return _chunked(block, (mu, sigma, params["a"], offset), chunk)
 
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
