@@ -264,11 +264,6 @@ class TrainingConfig:
     hold_silent_sources: bool = _opt(False, doc="fvjax's own: hold W at 0 on the edges whose source never rises "
                                       "above 0 in the training data (ReLU(v) = 0 there, so the data say nothing "
                                       "about those weights; docs/drift.md section 5); edge-list W only")
-    centre_messages: bool = _opt(False, doc="fvjax's own: each source sends W (g(v_j) - mu_j), mu_j its mean "
-                                  "ReLU(v_j) over the training data, and the update adds back the constant "
-                                  "sum_j W mu_j as a stored per-neuron offset: the same model, but a weight's "
-                                  "gradient no longer moves the neuron's mean input, which otherwise trades "
-                                  "against V_rest (docs/drift.md section 3); edge-list W only")
     ema_decay: float = _opt(0.0, lo=0.0, hi=0.999999, doc="fvjax's own: evaluate an exponential moving average of "
                             "the parameters spanning about 1 / (1 - decay) steps (fvjax.train.average); 0 = off")
     W_refit_every: int = _opt(0, lo=0, doc="fvjax's own: every N iterations set W to its least-squares value "

@@ -65,7 +65,6 @@ class ModelSpec:
     w_init_scale: float = 1.0
     low_rank: int = 0                  # dense only: W = W_L W_R of this rank (seed 003); 0 = full W
     field: str = "none"                # "visual": the input is a SIREN of (x, y, t) (seed 002)
-    centred: bool = False              # params hold "msg_offset" (N,), added to every message (centre_messages)
     siren_hidden: int = 128
     siren_layers: int = 5              # hidden sine layers after the first
     omega: float = 80.0
@@ -121,7 +120,6 @@ class Graph(NamedTuple):
     input_index: jax.Array
     input_xy: jax.Array | None = None
     learned_edges: jax.Array | None = None   # (E,) 1/0: W held at 0 where 0 (training.hold_silent_sources)
-    centre: jax.Array | None = None          # (N,) mu_j: sources send W (g - mu_j) (training.centre_messages)
 
 
 def dense_graph(n_nodes: int, input_index) -> Graph:
@@ -160,8 +158,6 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         params["W"] = jnp.zeros((spec.n_edges,), dtype)
     else:   # (x 1.0 is exact, so randn is unchanged)
         params["W"] = jax.random.normal(k_w, (spec.n_edges,), dtype) * sd
-    if spec.centred:
-        params["msg_offset"] = jnp.zeros((spec.n_nodes,), dtype)
     if spec.learns_field:
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
@@ -252,44 +248,15 @@ UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update, "g
 def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
     """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic), f_theta([v, a]) + msg + e
     (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
-    flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg).
-    With centred messages, ``msg`` is what the sources send, sum_j W g(v_j), and the update sees it
-    minus the stored constant sum_j W mu_j (``params["msg_offset"]``, see :func:`centre_offset`)."""
-    if "msg_offset" in params:
-        msg = msg + params["msg_offset"]
+    flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg)."""
     return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
 
-def centre_offset(params: dict, spec: ModelSpec, graph: Graph) -> jax.Array:
-    """(N,) -sum_{e: j->i} W_e mu_j for the centres mu = ``graph.centre``: what the update adds to the
-    sources' messages so that each source acts as W (g(v_j) - mu_j). As a function of W it makes the
-    gradient of W_e g(v_j) - W_e mu_j, i.e. (g - mu_j): a weight's step leaves the mean input unchanged."""
-    return -jax.ops.segment_sum(weights(params, spec) * graph.centre[graph.src], graph.dst, num_segments=spec.n_nodes)
-
-
-def with_centre(params: dict, spec: ModelSpec, graph: Graph) -> dict:
-    """``params`` with ``msg_offset`` recomputed from W when the graph carries centres (else unchanged)."""
-    if graph.centre is None:
-        return params
-    return {**params, "msg_offset": centre_offset(params, spec, graph)}
-
-
-def update_without_input(params: dict, spec: ModelSpec, v, a, offset=None) -> jax.Array:
+def update_without_input(params: dict, spec: ModelSpec, v, a) -> jax.Array:
     """The update at voltages ``v`` with no message and no stimulus (msg = 0, e = 0): the function the
-    tau / V_rest probes, the PDE_N2 scores, the embedding snap and the function plots read.
-    ``offset``: centred messages' constant input (:func:`input_offset`) laid out like ``v`` when the
-    neurons are not its last axis (e.g. ``input_offset(params)[:, None]`` for (N, P) grids); by default
-    ``params["msg_offset"]`` as it is, for (..., N) layouts."""
+    tau / V_rest probes, the PDE_N2 scores, the embedding snap and the function plots read."""
     zero = jnp.zeros_like(v)
-    if offset is None:
-        return update_function(params, spec, v, a, zero, zero)
-    own = {k: p for k, p in params.items() if k != "msg_offset"}
-    return update_function(own, spec, v, a, zero + offset, zero)
-
-
-def input_offset(params: dict) -> jax.Array:
-    """(N,) the constant input the update adds to the messages (centred messages), or 0-d 0 without."""
-    return jnp.asarray(params["msg_offset"]) if "msg_offset" in params else jnp.zeros((), params["a"].dtype)
+    return update_function(params, spec, v, a, zero, zero)
 
 
 def _dense_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
@@ -332,7 +299,6 @@ def node_stimulus(graph: Graph, stim_inputs: jax.Array, n_nodes: int) -> jax.Arr
 
 def apply(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array, stim_inputs: jax.Array):
     """Predicted dv/dt (B, N) and the messages (B, N) for voltages v (B, N), stimulus (B, n_inputs)."""
-    params = with_centre(params, spec, graph)
     msg = messages(params, spec, graph, v)
     stim = node_stimulus(graph, stim_inputs, spec.n_nodes)
     return update_function(params, spec, v, params["a"], msg, stim), msg

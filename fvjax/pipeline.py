@@ -321,8 +321,7 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
     v = jnp.broadcast_to(jnp.asarray(grid)[None], (len(first), len(grid)))
     a = result.params["a"][first][:, None, :]
     g = np.asarray(M.edge_function(result.params, result.spec, v, a))
-    offset = jnp.broadcast_to(M.input_offset(result.params), (result.spec.n_nodes,))[first][:, None]
-    f = np.asarray(M.update_without_input(result.params, result.spec, v, a, offset))
+    f = np.asarray(M.update_without_input(result.params, result.spec, v, a))
     plots.function_curves(g, f, grid, nodes.node_type, nodes.n_types).savefig(out / "functions.png", dpi=100)
     def rows(name):   # the whole run's curves from disk (a resumed run's history is partial)
         if not (run_dir / name).exists():

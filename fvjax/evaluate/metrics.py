@@ -64,12 +64,11 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
     grid = jnp.linspace(-2.0, 2.0, n_points)
 
     def block(args):
-        m, sd, a, off = args
+        m, sd, a = args
         r = m[:, None] + sd[:, None] * grid[None]
-        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :], off[:, None]))
+        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :]))
 
-    offset = jnp.broadcast_to(M.input_offset(params), mu.shape)
-    return _chunked(block, (mu, sigma, params["a"], offset), chunk)
+    return _chunked(block, (mu, sigma, params["a"]), chunk)
 
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))

@@ -45,7 +45,7 @@ def learned_functions(params, spec: M.ModelSpec, u: np.ndarray) -> tuple[np.ndar
     a = params["a"][:, None, :]
     r = jnp.asarray(u, jnp.float32)
     h = M.edge_function(params, spec, r, a)
-    f = M.update_without_input(params, spec, r, a, jnp.broadcast_to(M.input_offset(params), r.shape[:1])[:, None])
+    f = M.update_without_input(params, spec, r, a)
     return np.asarray(h, np.float64), np.asarray(f, np.float64)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config, ConfigError
-from ..dataset import Dataset, ever_active, mean_rectified, read_rows, voltage_sample
+from ..dataset import Dataset, ever_active, read_rows, voltage_sample
 from ..rng import stream_key, stream_rng
 from .average import model_params
 from .cadence import EvalCadence
@@ -59,7 +59,7 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
                        low_rank=gm.low_rank if gm.low_rank_factorization else 0,
                        siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,
-                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period, centred=tr.centre_messages)
+                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period)
 
 
 def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):
@@ -275,7 +275,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
     spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
-    graph = centre(cfg, data, hold_silent(cfg, data, graph, spec), spec)
+    graph = hold_silent(cfg, data, graph, spec)
     loop, state, start_epoch, start_iter = _Loop.open(cfg, data, graph, run_dir, spec, make_optimizer(tr), on_eval,
                                                       checkpoint_every_s, resume)
     try:
@@ -299,17 +299,6 @@ def hold_silent(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -
                           "training.hold_silent_sources=false (experiments.vrest's fvjax recipe turns it on)")
     learned = ever_active(data.train.voltage)[np.asarray(graph.src)]
     return graph._replace(learned_edges=jnp.asarray(learned, jnp.float32))
-
-
-def centre(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -> M.Graph:
-    """``graph`` with ``centre`` (each source's mean ReLU(v) over the training data) when
-    ``training.centre_messages`` asks for it."""
-    if not cfg.training.centre_messages:
-        return graph
-    if spec.all_to_all:
-        raise ConfigError("training.centre_messages needs an edge-list W (signal_model_name flyvis_A or flyvis_B). "
-                          "Set training.centre_messages=false")
-    return graph._replace(centre=jnp.asarray(mean_rectified(data.train.voltage), jnp.float32))
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:

@@ -51,8 +51,7 @@ def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
 
 
 GROUP_OF = {"W_L": "W", "W_R": "W",   # low-rank factors learn at W's rate
-            "f_gain": "f_theta",       # the message gain of update "gain" is part of the update rule
-            "msg_offset": "W"}         # centred messages: a function of W, recomputed after every step
+            "f_gain": "f_theta"}       # the message gain of update "gain" is part of the update rule
 
 
 def labels(params: dict) -> dict:

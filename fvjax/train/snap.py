@@ -48,8 +48,7 @@ def voltage_grid(voltages: np.ndarray, n_points: int = GRID_POINTS) -> np.ndarra
 def profiles(params: dict, spec: M.ModelSpec, grid) -> jax.Array:
     """(N, P) the update at msg = 0, e = 0 of every neuron i (embedding a_i) at the P grid voltages."""
     v = jnp.broadcast_to(jnp.asarray(grid, params["a"].dtype), (spec.n_nodes, len(grid)))
-    return M.update_without_input(params, spec, v, params["a"][:, None, :],
-                                  jnp.broadcast_to(M.input_offset(params), (spec.n_nodes,))[:, None])
+    return M.update_without_input(params, spec, v, params["a"][:, None, :])
 
 
 def cluster_profiles(prof: np.ndarray, threshold: float) -> np.ndarray:

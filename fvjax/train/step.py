@@ -81,7 +81,6 @@ def train_step(state: TrainState, batch: Batch | SeqBatch, key, graph: M.Graph, 
     params = optax.apply_updates(state.params, updates)
     if graph.learned_edges is not None:   # weights the data cannot see stay at 0
         params = {**params, "W": params["W"] * graph.learned_edges.astype(params["W"].dtype)}
-    params = M.with_centre(params, spec, graph)   # the stored offset follows W
     return TrainState(params, opt_state, state.step + 1), terms
 
 
