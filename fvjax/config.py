@@ -222,6 +222,9 @@ class TrainingConfig:
     seed: int = _opt(0, lo=0)
     lr: float = _opt(1.2e-3, lo=0.0, doc="g_phi learning rate")
     lr_W: float = _opt(6e-4, lo=0.0)
+    lr_W_warmup_iters: int = _opt(0, lo=0, doc="fvjax's own: W's learning rate rises linearly from 0 to lr_W over "
+                                  "this many iterations, so f_theta takes up each neuron's constant input before "
+                                  "the weights of almost constant sources can (docs/drift.md section 3); 0 = off")
     lr_embedding: float = _opt(1.55e-3, lo=0.0)
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")

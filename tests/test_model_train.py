@@ -243,6 +243,25 @@ def test_grad_clip_W_limits_update_direction():
     assert np.allclose(clipped["W"][:2], -1.0, atol=1e-3)  # Adam normalises; the direction survives
 
 
+def test_lr_W_warmup_ramps_only_W():
+    """lr_W_warmup_iters = 4: W's Adam steps (constant gradients, so each is the learning rate) are
+    0, 1/4, 2/4, 3/4, 1, 1 of lr_W; the other groups step at their full rate from the start."""
+    from fvjax.train.optim import make_optimizer as mk
+
+    cfg = load_config(None, {"training.lr_W_warmup_iters": 4, "training.lr_W": 0.1, "training.lr": 0.01})
+    opt = mk(cfg.training)
+    params = {"W": jnp.zeros(3), "g_phi": [{"w": jnp.zeros((1, 1)), "b": jnp.zeros(1)}], "f_theta": [],
+              "a": jnp.zeros((1, 1))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    state, steps_W, steps_g = opt.init(params), [], []
+    for _ in range(6):
+        updates, state = opt.update(grads, state, params)
+        steps_W.append(float(-updates["W"][0]))
+        steps_g.append(float(-updates["g_phi"][0]["w"][0, 0]))
+    np.testing.assert_allclose(steps_W, [0.0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-4, atol=1e-9)  # Adam eps
+    np.testing.assert_allclose(steps_g, 0.01, rtol=1e-4)
+
+
 def test_lr_schedules_hand_values():
     from fvjax.train.optim import lr_multiplier
 

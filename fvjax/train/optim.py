@@ -58,6 +58,21 @@ def labels(params: dict) -> dict:
     return {k: jax.tree.map(lambda _: GROUP_OF.get(k, k), v) for k, v in params.items()}
 
 
+def ramped(rate, n_iters: int):
+    """``rate`` (a number or a schedule) times min(step / n_iters, 1): a linear warm-up from 0."""
+    if n_iters <= 0:
+        return rate
+
+    def schedule(step):
+        ramp = jnp.minimum(jnp.asarray(step, jnp.float32) / n_iters, 1.0)
+        return ramp * (rate(step) if callable(rate) else rate)
+    return schedule
+
+
+# groups with their own warm-up: group -> TrainingConfig key of its length in iterations
+WARMUPS = {"W": "lr_W_warmup_iters"}
+
+
 @lru_cache(maxsize=32)
 def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
                    frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
@@ -75,6 +90,7 @@ def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
     transforms = {}
     for name, lr in lrs.items():
         rate = lr_multiplier(cfg, 0.0, 0.0) if name in frozen else lr_multiplier(cfg, lr, floor)
+        rate = ramped(rate, getattr(cfg, WARMUPS[name]) if name in WARMUPS else 0)
         adam = optax.adam(rate, b1=0.9, b2=0.999, eps=1e-8)
         if name == "W" and cfg.grad_clip_W > 0:
             adam = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_W), adam)
