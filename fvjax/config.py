@@ -247,7 +247,7 @@ class TrainingConfig:
     g_phi_linear_slope: str = _opt("secant", choices=("secant", "tangent"),
                                    doc="g'(v_j) of coeff_g_phi_linear: the secant to g_phi_diff's comparison point "
                                        "(no extra g_phi evaluation) or the tangent by forward-mode differentiation "
-                                       "(until 2026-12-03; one more g_phi pass, about 1.3x the step)")
+                                       "(until 2026-12-03; one more g_phi pass, about 1.2x the step)")
     coeff_g_phi_weight_L1: float = _opt(0.29, lo=0.0)
     coeff_g_phi_weight_L2: float = _opt(0.0, lo=0.0)
     coeff_f_theta_additive: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||f(v,m) - f(v,0) - f(0,m) + f(0,0)||_2, "
