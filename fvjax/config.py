@@ -206,6 +206,8 @@ SCHEDULERS = ("none", "cosine_warm_restarts", "linear_warmup_cosine")
 # annealing multiplier forms (implemented in fvjax.train.losses.ANNEALING) and g_phi_diff perturbations
 ANNEALING_FORMS = ("exponential", "power")
 PERTURBATIONS = ("multiplicative", "additive")
+# how coeff_g_phi_linear takes g'(v) (implemented in fvjax.train.losses.regularizers, in this order)
+LINEAR_SLOPES = ("secant", "tangent")
 # training.sparsity: the reference's epoch-end steps (implemented in fvjax.train.snap.SNAPS)
 SPARSITY_MODES = ("none", "replace_embedding_function")
 
@@ -224,7 +226,8 @@ class TrainingConfig:
     lr_W: float = _opt(6e-4, lo=0.0)
     lr_W_warmup_iters: int = _opt(0, lo=0, doc="fvjax's own: W's learning rate rises linearly from 0 to lr_W over "
                                   "this many iterations, so f_theta takes up each neuron's constant input before "
-                                  "the weights of almost constant sources can (docs/drift.md section 3); 0 = off")
+                                  "the weights of almost constant sources can (docs/drift.md section 3); it multiplies "
+                                  "any lr_scheduler (whose own warm-up then compounds with it); 0 = off")
     lr_embedding: float = _opt(1.55e-3, lo=0.0)
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
@@ -244,7 +247,7 @@ class TrainingConfig:
     coeff_g_phi_linear: float = _opt(0.0, lo=0.0, doc="fvjax's own: c ||g(v_j) - v_j g'(v_j)||_2 over the sources with "
                                                       "v_j > 0 in the batch's first frame: above 0 the message is a line "
                                                       "through the origin, as ReLU is (docs/training.md)")
-    g_phi_linear_slope: str = _opt("secant", choices=("secant", "tangent"),
+    g_phi_linear_slope: str = _opt("secant", choices=LINEAR_SLOPES,
                                    doc="g'(v_j) of coeff_g_phi_linear: the secant to g_phi_diff's comparison point "
                                        "(no extra g_phi evaluation) or the tangent by forward-mode differentiation "
                                        "(until 2026-12-03; one more g_phi pass, about 1.2x the step)")
@@ -317,6 +320,10 @@ class TrainingConfig:
         if self.cluster_distance_threshold <= 0:
             raise ConfigError(f"training.cluster_distance_threshold: {self.cluster_distance_threshold!r} must be "
                               "above 0 (a distance on profiles scaled to [0, 1]; the reference uses 0.1)")
+        if self.coeff_g_phi_linear > 0 and self.g_phi_linear_slope == "secant" and self.g_phi_diff_delta == 0:
+            raise ConfigError("training.coeff_g_phi_linear with g_phi_linear_slope: secant takes its slope to "
+                              "g_phi_diff's comparison point, but training.g_phi_diff_delta is 0, so the term would "
+                              "be 0 everywhere; set g_phi_diff_delta above 0 or g_phi_linear_slope: tangent")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ plotting:
     ("simulation:\n  n_frames: 1.5\n", r"expected an integer"),
     ("simulation:\n  tau_clamp: 1\n", r"expected true/false"),
     ("bogus: 1\n", r"config.bogus: unknown key"),
+    ("training:\n  coeff_g_phi_linear: 0.9\n  g_phi_diff_delta: 0\n", r"training.g_phi_diff_delta is 0"),
 ])
 def test_errors_name_the_key(tmp_path, text, match):
     path = tmp_path / "c.yaml"

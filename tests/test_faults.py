@@ -47,7 +47,10 @@ def test_g_phi_linear_slope_of_older_folders(tmp_path):
     from fvjax.pipeline import RunMismatch, check_run_settings
     from fvjax.runs import load_run
 
-    sim = {"scene_luminance": [0.45, 0.5], "scene_contrast": [0.3, 1.0]}   # today's, so only the slope differs
+    from fvjax.config import SimulationConfig
+
+    today = SimulationConfig()   # today's scene statistics, so only the slope differs
+    sim = {"scene_luminance": list(today.scene_luminance), "scene_contrast": list(today.scene_contrast)}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"simulation": sim,
                                                           "training": {"n_iter": 10, "coeff_g_phi_linear": 0.9}}))
     assert load_run(tmp_path).config.training.g_phi_linear_slope == "tangent"

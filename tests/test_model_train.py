@@ -246,6 +246,7 @@ def test_grad_clip_W_limits_update_direction():
 def test_lr_W_warmup_ramps_only_W():
     """lr_W_warmup_iters = 4: W's Adam steps (constant gradients, so each is the learning rate) are
     0, 1/4, 2/4, 3/4, 1, 1 of lr_W; the other groups step at their full rate from the start."""
+    from fvjax.train.optim import lr_multiplier
     from fvjax.train.optim import make_optimizer as mk
 
     cfg = load_config(None, {"training.lr_W_warmup_iters": 4, "training.lr_W": 0.1, "training.lr": 0.01})
@@ -253,13 +254,26 @@ def test_lr_W_warmup_ramps_only_W():
     params = {"W": jnp.zeros(3), "g_phi": [{"w": jnp.zeros((1, 1)), "b": jnp.zeros(1)}], "f_theta": [],
               "a": jnp.zeros((1, 1))}
     grads = jax.tree.map(jnp.ones_like, params)
-    state, steps_W, steps_g = opt.init(params), [], []
+    state, steps_W, steps_g, steps_a = opt.init(params), [], [], []
     for _ in range(6):
         updates, state = opt.update(grads, state, params)
         steps_W.append(float(-updates["W"][0]))
         steps_g.append(float(-updates["g_phi"][0]["w"][0, 0]))
+        steps_a.append(float(-updates["a"][0, 0]))
     np.testing.assert_allclose(steps_W, [0.0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-4, atol=1e-9)  # Adam eps
     np.testing.assert_allclose(steps_g, 0.01, rtol=1e-4)
+    np.testing.assert_allclose(steps_a, cfg.training.lr_embedding, rtol=1e-4)
+    # on top of a scheduler the ramp multiplies it: step k is min(k / 4, 1) * cosine(k) * lr_W
+    sched = load_config(None, {"training.lr_W_warmup_iters": 4, "training.lr_W": 0.1, "training.lr": 0.01,
+                               "training.lr_embedding": 0.01, "training.lr_scheduler": "cosine_warm_restarts", "training.lr_scheduler_T0": 8})
+    opt, cosine = mk(sched.training), lr_multiplier(sched.training, 0.1, 0.01 * sched.training.lr_scheduler_eta_min_ratio)
+    state, steps_W = opt.init(params), []
+    for _ in range(6):
+        updates, state = opt.update(grads, state, params)
+        steps_W.append(float(-updates["W"][0]))
+    want = [min(k / 4, 1) * float(cosine(k)) for k in range(6)]   # eta_min: ratio x the smallest rate, 0.01
+    assert want[5] < 0.09   # the cosine has come down, so a ramp that ignored it would fail
+    np.testing.assert_allclose(steps_W, want, rtol=1e-4, atol=1e-9)
 
 
 def test_lr_schedules_hand_values():
@@ -440,8 +454,8 @@ def test_off_the_line_hand_values():
 
 
 def test_off_the_secant_hand_values():
-    """The secant form: exact for lines (0 through the origin, the offset otherwise), v0 (v1 - v0) / 2 off
-    the tangent form for v^2, 0 where v0 <= 0 or v1 <= v0."""
+    """The secant form: exact for lines (0 through the origin, the offset otherwise), v0 (v1 - v0) off
+    the tangent form for v^2 (whose value there is -v0^2), 0 where v0 <= 0 or v1 <= v0."""
     from fvjax.train.losses import off_the_secant
 
     v0, v1 = jnp.array([-1.0, 0.0, 0.5, 2.0]), jnp.array([-0.9, 0.1, 0.6, 2.0])

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model as M
-from ..config import TrainingConfig
+from ..config import LINEAR_SLOPES, TrainingConfig
 
 
 class Coefficients(NamedTuple):
@@ -130,7 +130,7 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
 
 
 # how coeff_g_phi_linear takes g'(v): the secant to g_phi_diff's comparison point, or the tangent
-SLOPES = ("secant", "tangent")
+SLOPES = LINEAR_SLOPES
 
 
 def off_the_secant(v0: jax.Array, v1: jax.Array, g0: jax.Array, g1: jax.Array) -> jax.Array:
