@@ -30,7 +30,7 @@ class Coefficients(NamedTuple):
     f_theta_zero: jax.Array = 0.0       # c ||f_theta(v=0, a, msg=0, e=0)||_2, already times the batch size
     g_phi_zero: jax.Array = 0.0         # fvjax's own: c ||g_phi(0, a_j)^2||_2 (ReLU(0) = 0)
     g_phi_linear: jax.Array = 0.0       # fvjax's own: c ||g(v) - v g'(v)||_2 where v > 0 (see off_the_line)
-    g_phi_linear_slope: jax.Array = 0   # index into SLOPES: how g'(v) is taken
+    g_phi_linear_slope: jax.Array = 0   # index into config.LINEAR_SLOPES: how g'(v) is taken
     diff_scale: jax.Array = 1.05     # g_phi_diff compares g(v) with g(diff_scale v + diff_shift max(xnorm, 1e-6))
     diff_shift: jax.Array = 0.0
 
@@ -65,7 +65,7 @@ def coefficients(cfg: TrainingConfig, epoch: int) -> Coefficients:
         f_theta_weight_L2=f(cfg.coeff_f_theta_weight_L2 * anneal),
         g_phi_diff=f(cfg.coeff_g_phi_diff), g_phi_norm=f(cfg.coeff_g_phi_norm),
         f_theta_additive=f(cfg.coeff_f_theta_additive), g_phi_zero=f(cfg.coeff_g_phi_zero),
-        g_phi_linear=f(cfg.coeff_g_phi_linear), g_phi_linear_slope=jnp.asarray(SLOPES.index(cfg.g_phi_linear_slope)),
+        g_phi_linear=f(cfg.coeff_g_phi_linear), g_phi_linear_slope=jnp.asarray(LINEAR_SLOPES.index(cfg.g_phi_linear_slope)),
         # the reference adds its regularisers once per frame of the batch; this one does not depend on the frame
         f_theta_zero=f(cfg.coeff_f_theta_zero * cfg.batch_size),
         **dict(zip(("diff_scale", "diff_shift"), map(f, PERTURBATION[cfg.g_phi_diff_perturbation](cfg.g_phi_diff_delta)))),
@@ -123,14 +123,10 @@ def regularizers(params: dict, spec: M.ModelSpec, v0: jax.Array, xnorm, c: Coeff
     terms["g_phi_zero"] = jax.lax.cond(c.g_phi_zero > 0, lambda: c.g_phi_zero * l2(g_of(jnp.zeros_like(v0))),
                                        lambda: jnp.zeros((), v0.dtype))
     branches = (lambda: jnp.zeros((), v0.dtype),                                      # off
-                lambda: c.g_phi_linear * l2(off_the_secant(v0, v1, g0, g1)),             # SLOPES[0]
-                lambda: c.g_phi_linear * l2(off_the_line(g_of, v0)))                    # SLOPES[1]
+                lambda: c.g_phi_linear * l2(off_the_secant(v0, v1, g0, g1)),             # LINEAR_SLOPES[0]
+                lambda: c.g_phi_linear * l2(off_the_line(g_of, v0)))                    # LINEAR_SLOPES[1]
     terms["g_phi_linear"] = jax.lax.switch(jnp.where(c.g_phi_linear > 0, 1 + c.g_phi_linear_slope, 0), branches)
     return terms
-
-
-# how coeff_g_phi_linear takes g'(v): the secant to g_phi_diff's comparison point, or the tangent
-SLOPES = LINEAR_SLOPES
 
 
 def off_the_secant(v0: jax.Array, v1: jax.Array, g0: jax.Array, g1: jax.Array) -> jax.Array:
