@@ -254,23 +254,23 @@ def test_lr_W_warmup_ramps_only_W():
     params = {"W": jnp.zeros(3), "g_phi": [{"w": jnp.zeros((1, 1)), "b": jnp.zeros(1)}], "f_theta": [],
               "a": jnp.zeros((1, 1))}
     grads = jax.tree.map(jnp.ones_like, params)
-    state, steps_W, steps_g, steps_a = opt.init(params), [], [], []
-    for _ in range(6):
-        updates, state = opt.update(grads, state, params)
-        steps_W.append(float(-updates["W"][0]))
-        steps_g.append(float(-updates["g_phi"][0]["w"][0, 0]))
-        steps_a.append(float(-updates["a"][0, 0]))
+
+    def steps(optimizer, n=6):   # -updates of the first element of W, g_phi's first weight and a, per step
+        state, out = optimizer.init(params), []
+        for _ in range(n):
+            updates, state = optimizer.update(grads, state, params)
+            out.append([float(-updates["W"][0]), float(-updates["g_phi"][0]["w"][0, 0]), float(-updates["a"][0, 0])])
+        return np.array(out).T
+
+    steps_W, steps_g, steps_a = steps(opt)
     np.testing.assert_allclose(steps_W, [0.0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-4, atol=1e-9)  # Adam eps
     np.testing.assert_allclose(steps_g, 0.01, rtol=1e-4)
     np.testing.assert_allclose(steps_a, cfg.training.lr_embedding, rtol=1e-4)
     # on top of a scheduler the ramp multiplies it: step k is min(k / 4, 1) * cosine(k) * lr_W
     sched = load_config(None, {"training.lr_W_warmup_iters": 4, "training.lr_W": 0.1, "training.lr": 0.01,
                                "training.lr_embedding": 0.01, "training.lr_scheduler": "cosine_warm_restarts", "training.lr_scheduler_T0": 8})
-    opt, cosine = mk(sched.training), lr_multiplier(sched.training, 0.1, 0.01 * sched.training.lr_scheduler_eta_min_ratio)
-    state, steps_W = opt.init(params), []
-    for _ in range(6):
-        updates, state = opt.update(grads, state, params)
-        steps_W.append(float(-updates["W"][0]))
+    cosine = lr_multiplier(sched.training, 0.1, 0.01 * sched.training.lr_scheduler_eta_min_ratio)
+    steps_W = steps(mk(sched.training))[0]
     want = [min(k / 4, 1) * float(cosine(k)) for k in range(6)]   # eta_min: ratio x the smallest rate, 0.01
     assert want[5] < 0.09   # the cosine has come down, so a ramp that ignored it would fail
     np.testing.assert_allclose(steps_W, want, rtol=1e-4, atol=1e-9)
