@@ -70,6 +70,7 @@ class ModelSpec:
     omega: float = 80.0
     xy_period: float = 1.0
     T_period: float = 1.0
+    neuron_bias: bool = False          # a free per-neuron constant b (N,) added to the update (training.lr_bias)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -158,6 +159,8 @@ def init(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         params["W"] = jnp.zeros((spec.n_edges,), dtype)
     else:   # (x 1.0 is exact, so randn is unchanged)
         params["W"] = jax.random.normal(k_w, (spec.n_edges,), dtype) * sd
+    if spec.neuron_bias:
+        params["b"] = jnp.zeros((spec.n_nodes,), dtype)
     if spec.learns_field:
         sizes = [3] + [spec.siren_hidden] * (spec.siren_layers + 1) + [1]
         params["NNR_f"] = siren_init(jax.random.fold_in(key, 7), sizes, spec.omega, dtype)
@@ -245,18 +248,26 @@ def _gain_update(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
 UPDATE_FUNCTIONS = {"generic": _generic_update, "additive": _additive_update, "gain": _gain_update}
 
 
-def update_function(params: dict, spec: ModelSpec, v, a, msg, stim) -> jax.Array:
+def update_function(params: dict, spec: ModelSpec, v, a, msg, stim, bias=None) -> jax.Array:
     """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic), f_theta([v, a]) + msg + e
     (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
-    flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg)."""
-    return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
+    flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg).
+    ``bias``: the per-neuron constant b (broadcast against v) of ``neuron_bias``, added to any rule."""
+    dv = UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
+    return dv if bias is None else dv + bias
 
 
-def update_without_input(params: dict, spec: ModelSpec, v, a) -> jax.Array:
+def neuron_bias(params: dict):
+    """(N,) the per-neuron constant of ``ModelSpec.neuron_bias``, or None without it."""
+    return params.get("b")
+
+
+def update_without_input(params: dict, spec: ModelSpec, v, a, bias=None) -> jax.Array:
     """The update at voltages ``v`` with no message and no stimulus (msg = 0, e = 0): the function the
-    tau / V_rest probes, the PDE_N2 scores, the embedding snap and the function plots read."""
+    tau / V_rest probes (which pass ``bias``), the PDE_N2 scores, the embedding snap and the function
+    plots read (the latter three per type, so without the per-neuron bias)."""
     zero = jnp.zeros_like(v)
-    return update_function(params, spec, v, a, zero, zero)
+    return update_function(params, spec, v, a, zero, zero, bias)
 
 
 def _dense_messages(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array) -> jax.Array:
@@ -301,4 +312,4 @@ def apply(params: dict, spec: ModelSpec, graph: Graph, v: jax.Array, stim_inputs
     """Predicted dv/dt (B, N) and the messages (B, N) for voltages v (B, N), stimulus (B, n_inputs)."""
     msg = messages(params, spec, graph, v)
     stim = node_stimulus(graph, stim_inputs, spec.n_nodes)
-    return update_function(params, spec, v, params["a"], msg, stim), msg
+    return update_function(params, spec, v, params["a"], msg, stim, neuron_bias(params)), msg

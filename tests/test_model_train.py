@@ -496,3 +496,64 @@ def test_g_phi_linear_penalty_against_numpy_and_gate(slope, perturbation):
         assert float(regularizers(params, spec, v0, 0.7, c)["g_phi_linear"]) == pytest.approx(expect, rel=1e-6)
 
         _assert_gated_g_phi_term("g_phi_linear", params, spec, v0, c)
+
+
+def test_neuron_bias_adds_a_per_neuron_constant_float64():
+    """training.lr_bias > 0: params gain b (N,) = 0; the update is the bias-free one plus b_i exactly
+    (float64, every update rule); the probes' intercepts shift by b_i and their slopes do not, so the
+    V_rest read-outs include it. lr_bias 0: no b, and the optimizer state is the one without it."""
+    from fvjax.evaluate.metrics import data_partials, f_theta_fits
+    from fvjax.train.loop import model_spec
+
+    conn, graph = _toy_graph()
+    assert "b" not in M.init(jax.random.PRNGKey(0), model_spec(load_config(None, {}), conn.n_nodes, conn.n_edges))
+    spec = model_spec(load_config(None, {"training.lr_bias": 1e-2}), conn.n_nodes, conn.n_edges)
+    assert spec.neuron_bias
+    with jax.enable_x64(True):
+        for update in M.UPDATES:
+            s = M.ModelSpec(**{**spec.__dict__, "update": update, "hidden_dim": 8, "hidden_dim_update": 8})
+            params = _randomize(M.init(jax.random.PRNGKey(1), s, jnp.float64), jax.random.PRNGKey(2))
+            np.testing.assert_array_equal(params["b"], 0.0)
+            b = np.random.default_rng(0).normal(size=conn.n_nodes)
+            v = jnp.asarray(np.random.default_rng(1).normal(size=(3, conn.n_nodes)))
+            stim = jnp.asarray(np.random.default_rng(2).uniform(size=(3, conn.n_inputs)))
+            without = M.apply({k: x for k, x in params.items() if k != "b"}, M.ModelSpec(**{**s.__dict__, "neuron_bias": False}),
+                              graph, v, stim)[0]
+            with_b = M.apply({**params, "b": jnp.asarray(b)}, s, graph, v, stim)[0]
+            np.testing.assert_allclose(np.asarray(with_b) - np.asarray(without), np.broadcast_to(b, v.shape), atol=1e-12)
+            mu, sd = jnp.zeros(conn.n_nodes), jnp.ones(conn.n_nodes)
+            s0, o0 = (np.asarray(x) for x in f_theta_fits({**params, "b": jnp.zeros(conn.n_nodes)}, s, mu, sd, chunk=8))
+            s1, o1 = (np.asarray(x) for x in f_theta_fits({**params, "b": jnp.asarray(b)}, s, mu, sd, chunk=8))
+            np.testing.assert_allclose(s1, s0, atol=1e-9)
+            np.testing.assert_allclose(o1 - o0, b, atol=1e-9)
+            f0 = data_partials({**params, "b": jnp.zeros(conn.n_nodes)}, s, graph, v, stim)["f"]
+            f1 = data_partials({**params, "b": jnp.asarray(b)}, s, graph, v, stim)["f"]
+            np.testing.assert_allclose(np.asarray(f1 - f0), np.broadcast_to(b, v.shape), atol=1e-12)
+    no_bias = load_config(None, {}).training
+    assert "b" not in make_optimizer(no_bias).init(M.init(jax.random.PRNGKey(0), _spec(conn))).inner_states
+    assert "b" in make_optimizer(load_config(None, {"training.lr_bias": 1e-2}).training).init(params).inner_states
+
+
+def test_neuron_bias_learns_at_its_own_rate():
+    """One Adam step moves b by lr_bias (Adam's first step is lr * sign(g)) and the other groups by
+    theirs; b's gradient is the batch's summed residual of each neuron (checked in sign)."""
+    from fvjax.train.loop import model_spec
+
+    conn, graph = _toy_graph()
+    cfg = load_config(None, {"training.lr_bias": 5e-3, "training.lr": 1e-3, "training.coeff_W_L1_rate": 0.0})
+    spec = M.ModelSpec(**{**model_spec(cfg, conn.n_nodes, conn.n_edges).__dict__, "hidden_dim": 8, "hidden_dim_update": 8})
+    opt = make_optimizer(cfg.training)
+    single, _ = make_steps(spec, opt, StepConfig())
+    params = _randomize(M.init(jax.random.PRNGKey(1), spec), jax.random.PRNGKey(2))
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes)), jax.random.normal(k[1], (2, conn.n_nodes)),
+                  jax.random.uniform(k[2], (2, conn.n_inputs)))
+    pred = M.apply(params, spec, graph, batch.voltage, batch.stimulus)[0]
+    residual = np.asarray(pred - batch.target).sum(0)   # d loss / d b_i has the sign of this sum
+    g_before = np.asarray(params["g_phi"][0]["w"])   # (the step donates its input buffers)
+    state, _ = single(init_state(params, opt), batch, k[0], graph, 0.7, coefficients(cfg.training, 0))
+    moved = np.asarray(state.params["b"])
+    np.testing.assert_allclose(np.abs(moved), 5e-3, rtol=1e-3)
+    assert np.all(np.sign(moved) == -np.sign(residual))
+    g_moved = np.max(np.abs(np.asarray(state.params["g_phi"][0]["w"]) - g_before))
+    assert np.isclose(g_moved, 1e-3, rtol=1e-3)

@@ -60,15 +60,17 @@ def _linear_fit(r, f):
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
 def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
-    """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) over r in mu_i +- 2 sigma_i."""
+    """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) (+ b_i with a per-neuron bias) over
+    r in mu_i +- 2 sigma_i."""
     grid = jnp.linspace(-2.0, 2.0, n_points)
+    bias = M.neuron_bias(params)
 
     def block(args):
-        m, sd, a = args
+        m, sd, a, b = args
         r = m[:, None] + sd[:, None] * grid[None]
-        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :]))
+        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :], None if bias is None else b[:, None]))
 
-    return _chunked(block, (mu, sigma, params["a"]), chunk)
+    return _chunked(block, (mu, sigma, params["a"], jnp.zeros_like(mu) if bias is None else bias), chunk)
 
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
@@ -108,7 +110,7 @@ def data_partials(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
     stim = M.node_stimulus(graph, stimulus, spec.n_nodes)
 
     def total(m, v, e):
-        f = M.update_function(params, spec, v, params["a"], m, e)
+        f = M.update_function(params, spec, v, params["a"], m, e, M.neuron_bias(params))
         return jnp.sum(f), f
 
     (d_msg, d_v, d_e), f = jax.grad(total, argnums=(0, 1, 2), has_aux=True)(msg, voltage, stim)

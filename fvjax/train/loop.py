@@ -59,7 +59,7 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
                        low_rank=gm.low_rank if gm.low_rank_factorization else 0,
                        siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,
-                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period)
+                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period, neuron_bias=tr.lr_bias > 0)
 
 
 def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):

@@ -11,12 +11,15 @@ import optax
 from ..config import TrainingConfig
 from .average import AverageState, track_average
 
-GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f")
+GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f", "b")
 
 
 def group_lrs(cfg: TrainingConfig) -> dict[str, float]:
-    return {"W": cfg.lr_W, "g_phi": cfg.lr, "a": cfg.lr_embedding,
-            "f_theta": cfg.learning_rate_update_start or cfg.lr, "NNR_f": cfg.learning_rate_NNR_f}
+    """Learning rate per parameter group. The per-neuron bias ``b`` is a group only when it exists
+    (``lr_bias`` > 0), so the optimizer state of a run without it is what it always was."""
+    lrs = {"W": cfg.lr_W, "g_phi": cfg.lr, "a": cfg.lr_embedding,
+           "f_theta": cfg.learning_rate_update_start or cfg.lr, "NNR_f": cfg.learning_rate_NNR_f}
+    return {**lrs, "b": cfg.lr_bias} if cfg.lr_bias > 0 else lrs
 
 
 def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
@@ -85,7 +88,7 @@ def make_optimizer(cfg: TrainingConfig, lr_scale: float = 1.0,
     if unknown:
         raise ValueError(f"frozen groups {sorted(unknown)}: expected some of {GROUPS}")
     lrs = {k: v * lr_scale for k, v in group_lrs(cfg).items()}
-    gnn = [v for k, v in lrs.items() if k != "NNR_f" and v > 0]   # the SIREN's tiny rate does not set the floor
+    gnn = [v for k, v in lrs.items() if k in ("W", "g_phi", "f_theta", "a") and v > 0]   # not the SIREN's or the bias's
     floor = min(gnn) * cfg.lr_scheduler_eta_min_ratio if gnn else 0.0
     transforms = {}
     for name, lr in lrs.items():
