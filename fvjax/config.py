@@ -229,8 +229,8 @@ class TrainingConfig:
                                   "the weights of almost constant sources can (docs/drift.md section 3); it multiplies "
                                   "any lr_scheduler (whose own warm-up then compounds with it); 0 = off")
     lr_embedding: float = _opt(1.55e-3, lo=0.0)
-    lr_bias: float = _opt(0.0, lo=0.0, doc="fvjax's own: > 0 adds a free per-neuron constant b_i to the update "
-                          "(dv_i = ... + b_i, initialised to 0), learned at this rate and read into tau/V_rest's "
+    lr_bias: float = _opt(0.0, lo=0.0, doc="fvjax's own: > 0 adds a free per-neuron constant input b_i to the "
+                          "message (msg_i + b_i, initialised to 0), learned at this rate and read into tau/V_rest's "
                           "probes, so constants need not be taken up by the weights of almost constant sources "
                           "(docs/drift.md section 3); 0 = no such parameter")
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")

@@ -70,7 +70,7 @@ class ModelSpec:
     omega: float = 80.0
     xy_period: float = 1.0
     T_period: float = 1.0
-    neuron_bias: bool = False          # a free per-neuron constant b (N,) added to the update (training.lr_bias)
+    neuron_bias: bool = False          # a free per-neuron constant input b (N,) added to msg (training.lr_bias)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -252,20 +252,22 @@ def update_function(params: dict, spec: ModelSpec, v, a, msg, stim, bias=None) -
     """dv/dt for node-wise arrays (..., N): f_theta([v, a, msg, e]) (generic), f_theta([v, a]) + msg + e
     (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
     flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg).
-    ``bias``: the per-neuron constant b (broadcast against v) of ``neuron_bias``, added to any rule."""
-    dv = UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
-    return dv if bias is None else dv + bias
+    ``bias``: the per-neuron constant b (broadcast against v) of ``neuron_bias``, a constant input added
+    to the message (msg + b), so it is in voltage units and takes the place of W times an unchanging
+    source; as V_rest/tau's share of the update it is b/tau there."""
+    msg = msg if bias is None else msg + bias
+    return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
 
 def neuron_bias(params: dict):
-    """(N,) the per-neuron constant of ``ModelSpec.neuron_bias``, or None without it."""
+    """(N,) the per-neuron constant input of ``ModelSpec.neuron_bias``, or None without it."""
     return params.get("b")
 
 
 def update_without_input(params: dict, spec: ModelSpec, v, a, bias=None) -> jax.Array:
-    """The update at voltages ``v`` with no message and no stimulus (msg = 0, e = 0): the function the
-    tau / V_rest probes (which pass ``bias``), the PDE_N2 scores, the embedding snap and the function
-    plots read (the latter three per type, so without the per-neuron bias)."""
+    """The update at voltages ``v`` with no message and no stimulus (msg = 0, e = 0; with ``bias``, msg = b):
+    the function the tau / V_rest probes (which pass ``bias``), the PDE_N2 scores, the embedding snap and
+    the function plots read (the latter three per type, so without the per-neuron bias)."""
     zero = jnp.zeros_like(v)
     return update_function(params, spec, v, a, zero, zero, bias)
 

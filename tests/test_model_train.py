@@ -498,10 +498,11 @@ def test_g_phi_linear_penalty_against_numpy_and_gate(slope, perturbation):
         _assert_gated_g_phi_term("g_phi_linear", params, spec, v0, c)
 
 
-def test_neuron_bias_adds_a_per_neuron_constant_float64():
-    """training.lr_bias > 0: params gain b (N,) = 0; the update is the bias-free one plus b_i exactly
-    (float64, every update rule); the probes' intercepts shift by b_i and their slopes do not, so the
-    V_rest read-outs include it. lr_bias 0: no b, and the optimizer state is the one without it."""
+def test_neuron_bias_adds_a_per_neuron_constant_input_float64():
+    """training.lr_bias > 0: params gain b (N,) = 0; the update is the bias-free one at msg + b exactly
+    (float64, every update rule): for additive the update rises by b_i, for gain by (1 + f_gain) b_i, and
+    the probes' intercepts by as much with their slopes unchanged, so the V_rest read-outs include it.
+    lr_bias 0: no b, and the optimizer state is the one without it."""
     from fvjax.evaluate.metrics import data_partials, f_theta_fits
     from fvjax.train.loop import model_spec
 
@@ -509,26 +510,33 @@ def test_neuron_bias_adds_a_per_neuron_constant_float64():
     assert "b" not in M.init(jax.random.PRNGKey(0), model_spec(load_config(None, {}), conn.n_nodes, conn.n_edges))
     spec = model_spec(load_config(None, {"training.lr_bias": 1e-2}), conn.n_nodes, conn.n_edges)
     assert spec.neuron_bias
+    rng = np.random.default_rng(0)
+    b, v0 = rng.normal(size=conn.n_nodes), rng.normal(size=(3, conn.n_nodes))
     with jax.enable_x64(True):
         for update in M.UPDATES:
             s = M.ModelSpec(**{**spec.__dict__, "update": update, "hidden_dim": 8, "hidden_dim_update": 8})
             params = _randomize(M.init(jax.random.PRNGKey(1), s, jnp.float64), jax.random.PRNGKey(2))
             np.testing.assert_array_equal(params["b"], 0.0)
-            b = np.random.default_rng(0).normal(size=conn.n_nodes)
-            v = jnp.asarray(np.random.default_rng(1).normal(size=(3, conn.n_nodes)))
-            stim = jnp.asarray(np.random.default_rng(2).uniform(size=(3, conn.n_inputs)))
-            without = M.apply({k: x for k, x in params.items() if k != "b"}, M.ModelSpec(**{**s.__dict__, "neuron_bias": False}),
-                              graph, v, stim)[0]
+            v, stim = jnp.asarray(v0), jnp.asarray(rng.uniform(size=(3, conn.n_inputs)))
+            plain = {k: x for k, x in params.items() if k != "b"}
+            plain_spec = M.ModelSpec(**{**s.__dict__, "neuron_bias": False})
+            msg = M.messages(plain, plain_spec, graph, v)
+            e = M.node_stimulus(graph, stim, s.n_nodes)
+            want = M.update_function(plain, plain_spec, v, params["a"], msg + jnp.asarray(b), e)
             with_b = M.apply({**params, "b": jnp.asarray(b)}, s, graph, v, stim)[0]
-            np.testing.assert_allclose(np.asarray(with_b) - np.asarray(without), np.broadcast_to(b, v.shape), atol=1e-12)
+            np.testing.assert_allclose(np.asarray(with_b), np.asarray(want), atol=1e-12)
+            f0 = data_partials({**params, "b": jnp.zeros(conn.n_nodes)}, s, graph, v, stim)["f"]
+            f1 = data_partials({**params, "b": jnp.asarray(b)}, s, graph, v, stim)["f"]
+            np.testing.assert_allclose(np.asarray(f1), np.asarray(want), atol=1e-12)
+            if update == "generic":   # f_theta sees msg itself: no closed form for the shift
+                continue
+            shift = b * (np.asarray(M.message_gain(params, s, params["a"])) if update == "gain" else 1.0)
+            np.testing.assert_allclose(np.asarray(f1 - f0), np.broadcast_to(shift, v.shape), atol=1e-12)
             mu, sd = jnp.zeros(conn.n_nodes), jnp.ones(conn.n_nodes)
             s0, o0 = (np.asarray(x) for x in f_theta_fits({**params, "b": jnp.zeros(conn.n_nodes)}, s, mu, sd, chunk=8))
             s1, o1 = (np.asarray(x) for x in f_theta_fits({**params, "b": jnp.asarray(b)}, s, mu, sd, chunk=8))
             np.testing.assert_allclose(s1, s0, atol=1e-9)
-            np.testing.assert_allclose(o1 - o0, b, atol=1e-9)
-            f0 = data_partials({**params, "b": jnp.zeros(conn.n_nodes)}, s, graph, v, stim)["f"]
-            f1 = data_partials({**params, "b": jnp.asarray(b)}, s, graph, v, stim)["f"]
-            np.testing.assert_allclose(np.asarray(f1 - f0), np.broadcast_to(b, v.shape), atol=1e-12)
+            np.testing.assert_allclose(o1 - o0, shift, atol=1e-9)
     no_bias = load_config(None, {}).training
     assert "b" not in make_optimizer(no_bias).init(M.init(jax.random.PRNGKey(0), _spec(conn))).inner_states
     assert "b" in make_optimizer(load_config(None, {"training.lr_bias": 1e-2}).training).init(params).inner_states
@@ -536,11 +544,13 @@ def test_neuron_bias_adds_a_per_neuron_constant_float64():
 
 def test_neuron_bias_learns_at_its_own_rate():
     """One Adam step moves b by lr_bias (Adam's first step is lr * sign(g)) and the other groups by
-    theirs; b's gradient is the batch's summed residual of each neuron (checked in sign)."""
+    theirs; with the additive update b's gradient is the batch's summed residual of each neuron
+    (checked in sign)."""
     from fvjax.train.loop import model_spec
 
     conn, graph = _toy_graph()
-    cfg = load_config(None, {"training.lr_bias": 5e-3, "training.lr": 1e-3, "training.coeff_W_L1_rate": 0.0})
+    cfg = load_config(None, {"training.lr_bias": 5e-3, "training.lr": 1e-3, "training.coeff_W_L1_rate": 0.0,
+                             "graph_model.update_type": "additive"})
     spec = M.ModelSpec(**{**model_spec(cfg, conn.n_nodes, conn.n_edges).__dict__, "hidden_dim": 8, "hidden_dim_update": 8})
     opt = make_optimizer(cfg.training)
     single, _ = make_steps(spec, opt, StepConfig())

@@ -60,8 +60,8 @@ def _linear_fit(r, f):
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
 def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
-    """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) (+ b_i with a per-neuron bias) over
-    r in mu_i +- 2 sigma_i."""
+    """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) (msg = b_i with a per-neuron bias)
+    over r in mu_i +- 2 sigma_i."""
     grid = jnp.linspace(-2.0, 2.0, n_points)
     bias = M.neuron_bias(params)
 
