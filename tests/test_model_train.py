@@ -209,21 +209,26 @@ def test_scanned_steps_equal_single_steps():
     assert int(s2.step) == K and terms["data"].shape == (K,)
 
 
-def test_learning_rate_partitions():
-    """One Adam step moves each group by its own learning rate (Adam's first step is lr * sign(g))."""
-    conn, graph = _toy_graph()
-    # W_L1 on from the first step keeps every W gradient far above Adam's eps
-    cfg = load_config(None, {"training.lr": 1e-3, "training.lr_W": 2e-3, "training.lr_embedding": 3e-3,
-                             "training.learning_rate_update_start": 4e-3, "training.coeff_W_L1_rate": 0.0})
-    spec = _spec(conn)
+def _one_step_setup(cfg, spec, conn, graph):
+    """Randomised parameters, a random 2-frame batch and a function running one training step on them."""
     opt = make_optimizer(cfg.training)
     single, _ = make_steps(spec, opt, StepConfig())
     params = _randomize(M.init(jax.random.PRNGKey(1), spec), jax.random.PRNGKey(2))
     k = jax.random.split(jax.random.PRNGKey(0), 3)
     batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes)), jax.random.normal(k[1], (2, conn.n_nodes)),
                   jax.random.uniform(k[2], (2, conn.n_inputs)))
+    return params, batch, lambda p: single(init_state(p, opt), batch, k[0], graph, 0.7, coefficients(cfg.training, 0))[0]
+
+
+def test_learning_rate_partitions():
+    """One Adam step moves each group by its own learning rate (Adam's first step is lr * sign(g))."""
+    conn, graph = _toy_graph()
+    # W_L1 on from the first step keeps every W gradient far above Adam's eps
+    cfg = load_config(None, {"training.lr": 1e-3, "training.lr_W": 2e-3, "training.lr_embedding": 3e-3,
+                             "training.learning_rate_update_start": 4e-3, "training.coeff_W_L1_rate": 0.0})
+    params, batch, step = _one_step_setup(cfg, _spec(conn), conn, graph)
     before = jax.tree.map(np.asarray, params)
-    state, _ = single(init_state(params, opt), batch, k[0], graph, 0.7, coefficients(cfg.training, 0))
+    state = step(params)
     for group, lr in (("g_phi", 1e-3), ("W", 2e-3), ("a", 3e-3), ("f_theta", 4e-3)):
         moved = np.abs(np.concatenate([np.ravel(np.asarray(a) - b) for a, b in
                                        zip(jax.tree.leaves(state.params[group]), jax.tree.leaves(before[group]))]))
@@ -552,16 +557,11 @@ def test_neuron_bias_learns_at_its_own_rate():
     cfg = load_config(None, {"training.lr_bias": 5e-3, "training.lr": 1e-3, "training.coeff_W_L1_rate": 0.0,
                              "graph_model.update_type": "additive"})
     spec = M.ModelSpec(**{**model_spec(cfg, conn.n_nodes, conn.n_edges).__dict__, "hidden_dim": 8, "hidden_dim_update": 8})
-    opt = make_optimizer(cfg.training)
-    single, _ = make_steps(spec, opt, StepConfig())
-    params = _randomize(M.init(jax.random.PRNGKey(1), spec), jax.random.PRNGKey(2))
-    k = jax.random.split(jax.random.PRNGKey(0), 3)
-    batch = Batch(jax.random.normal(k[0], (2, conn.n_nodes)), jax.random.normal(k[1], (2, conn.n_nodes)),
-                  jax.random.uniform(k[2], (2, conn.n_inputs)))
+    params, batch, step = _one_step_setup(cfg, spec, conn, graph)
     pred = M.apply(params, spec, graph, batch.voltage, batch.stimulus)[0]
     residual = np.asarray(pred - batch.target).sum(0)   # d loss / d b_i has the sign of this sum
     g_before = np.asarray(params["g_phi"][0]["w"])   # (the step donates its input buffers)
-    state, _ = single(init_state(params, opt), batch, k[0], graph, 0.7, coefficients(cfg.training, 0))
+    state = step(params)
     moved = np.asarray(state.params["b"])
     np.testing.assert_allclose(np.abs(moved), 5e-3, rtol=1e-3)
     assert np.all(np.sign(moved) == -np.sign(residual))
