@@ -253,8 +253,8 @@ def update_function(params: dict, spec: ModelSpec, v, a, msg, stim, bias=None) -
     (additive, the reference's signal GNN) or f_theta([v, a]) + (1 + f_gain(a)) (msg + e) (gain: the
     flyvis equation's form, (V_rest - v)/tau + (msg + e)/tau, with no coupling of v and msg).
     ``bias``: the per-neuron constant b (broadcast against v) of ``neuron_bias``, a constant input added
-    to the message (msg + b), so it is in voltage units and takes the place of W times an unchanging
-    source; as V_rest/tau's share of the update it is b/tau there."""
+    to the message (msg + b): in voltage units, where W times an unchanging source would be, and read as
+    part of V_rest by the probes (which evaluate the update at msg = b)."""
     msg = msg if bias is None else msg + bias
     return UPDATE_FUNCTIONS[spec.update](params, spec, v, a, msg, stim)
 
