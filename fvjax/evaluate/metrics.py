@@ -63,12 +63,12 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
     """Slope s_i and intercept o_i of f_theta([r, a_i, msg=0, e=0]) (msg = b_i with a per-neuron bias)
     over r in mu_i +- 2 sigma_i."""
     grid = jnp.linspace(-2.0, 2.0, n_points)
-    bias = M.neuron_bias(params)
+    bias = M.neuron_bias(params)   # msg = 0 + 0 is exactly msg = 0 without it
 
     def block(args):
         m, sd, a, b = args
         r = m[:, None] + sd[:, None] * grid[None]
-        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :], None if bias is None else b[:, None]))
+        return _linear_fit(r, M.update_without_input(params, spec, r, a[:, None, :], b[:, None]))
 
     return _chunked(block, (mu, sigma, params["a"], jnp.zeros_like(mu) if bias is None else bias), chunk)
 
