@@ -233,6 +233,10 @@ class TrainingConfig:
                           "message (msg_i + b_i, initialised to 0), learned at this rate and read into tau/V_rest's "
                           "probes, so constants need not be taken up by the weights of almost constant sources "
                           "(docs/drift.md section 3); 0 = no such parameter")
+    centre_W: bool = _opt(False, doc="fvjax's own, needs lr_bias > 0: Adam steps W and b in centred coordinates, "
+                          "b_c = b + sum_j W_ij mu_j with mu_j source j's mean ReLU(v_j) over the training frames, so a "
+                          "weight's step moves only the varying part of its input and the per-neuron constant is b's "
+                          "(the same model; docs/drift.md section 3); edge-list W, not with ema_decay or --vmap")
     learning_rate_NNR_f: float = _opt(1e-4, lo=0.0, doc="SIREN visual field learning rate")
     learning_rate_update_start: float = _opt(0.0, lo=0.0, doc="f_theta learning rate; 0 = lr")
     w_init_mode: str = _opt("zeros", choices=("zeros", "randn", "randn_scaled"),
@@ -321,6 +325,12 @@ class TrainingConfig:
         if self.ema_decay > 0 and self.W_refit_every:
             raise ConfigError("training.ema_decay and training.W_refit_every are both set: a refit replaces W, so "
                               "the running average would mix two solutions; set one of them to 0")
+        if self.centre_W and not self.lr_bias > 0:
+            raise ConfigError("training.centre_W steps W together with the per-neuron constant b, which exists only "
+                              "when training.lr_bias > 0; set training.lr_bias (e.g. 3e-3) or centre_W=false")
+        if self.centre_W and self.ema_decay > 0:
+            raise ConfigError("training.centre_W and training.ema_decay are both set: the running average would "
+                              "miss the centring's shift of b; set one of them to 0")
         if self.cluster_distance_threshold <= 0:
             raise ConfigError(f"training.cluster_distance_threshold: {self.cluster_distance_threshold!r} must be "
                               "above 0 (a distance on profiles scaled to [0, 1]; the reference uses 0.1)")

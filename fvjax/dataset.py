@@ -233,6 +233,14 @@ def ever_active(voltage, chunk: int = 4096) -> np.ndarray:
     return active
 
 
+def mean_rectified(voltage, chunk: int = 4096) -> np.ndarray:
+    """(N,) float64 mean of ReLU(v) over the frames of ``voltage`` (T, N), read in chunks of frames."""
+    total = np.zeros(voltage.shape[1])
+    for start in range(0, len(voltage), chunk):
+        total += np.maximum(np.asarray(voltage[start:start + chunk], np.float64), 0.0).sum(axis=0)
+    return total / max(len(voltage), 1)
+
+
 class DatasetError(ValueError):
     """A dataset folder is damaged, incomplete or not what its manifest says."""
 

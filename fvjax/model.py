@@ -121,6 +121,7 @@ class Graph(NamedTuple):
     input_index: jax.Array
     input_xy: jax.Array | None = None
     learned_edges: jax.Array | None = None   # (E,) 1/0: W held at 0 where 0 (training.hold_silent_sources)
+    centre: jax.Array | None = None          # (N,) mu_j: W and b are stepped in centred coordinates (training.centre_W)
 
 
 def dense_graph(n_nodes: int, input_index) -> Graph:

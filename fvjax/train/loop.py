@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import model as M
 from ..config import G_PHI_INPUTS, UPDATE_TYPES, Config, ConfigError
-from ..dataset import Dataset, ever_active, read_rows, voltage_sample
+from ..dataset import Dataset, ever_active, mean_rectified, read_rows, voltage_sample
 from ..rng import stream_key, stream_rng
 from .average import model_params
 from .cadence import EvalCadence
@@ -275,7 +275,7 @@ def fit(cfg: Config, data: Dataset, graph: M.Graph, run_dir: str | Path, *, resu
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg.training
     spec = model_spec(cfg, data.train.voltage.shape[1], int(graph.src.shape[0]))
-    graph = hold_silent(cfg, data, graph, spec)
+    graph = training_graph(cfg, data, graph, spec)
     loop, state, start_epoch, start_iter = _Loop.open(cfg, data, graph, run_dir, spec, make_optimizer(tr), on_eval,
                                                       checkpoint_every_s, resume)
     try:
@@ -299,6 +299,23 @@ def hold_silent(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -
                           "training.hold_silent_sources=false (experiments.vrest's fvjax recipe turns it on)")
     learned = ever_active(data.train.voltage)[np.asarray(graph.src)]
     return graph._replace(learned_edges=jnp.asarray(learned, jnp.float32))
+
+
+def centre_sources(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -> M.Graph:
+    """``graph`` with ``centre`` (each source's mean ReLU(v) over the training frames) when
+    ``training.centre_W`` asks for it (:func:`fvjax.train.step.centred_gradients`)."""
+    if not cfg.training.centre_W:
+        return graph
+    if spec.all_to_all:
+        raise ConfigError("training.centre_W needs an edge-list W (signal_model_name flyvis_A or flyvis_B); "
+                          "set training.centre_W=false")
+    return graph._replace(centre=jnp.asarray(mean_rectified(data.train.voltage), jnp.float32))
+
+
+def training_graph(cfg: Config, data: Dataset, graph: M.Graph, spec: M.ModelSpec) -> M.Graph:
+    """The graph the training step sees: silent sources held (:func:`hold_silent`), centres set
+    (:func:`centre_sources`)."""
+    return centre_sources(cfg, data, hold_silent(cfg, data, graph, spec), spec)
 
 
 def _postfix(loss: float, cadence: EvalCadence) -> dict:

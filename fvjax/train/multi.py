@@ -19,7 +19,7 @@ from .. import model as M
 from ..config import Config, ConfigError, settings_diff, to_dict
 from ..dataset import Dataset
 from ..rng import stream_key
-from .loop import (FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, hold_silent,
+from .loop import (FitResult, _epoch_mode, _Loop, _postfix, block_keys, frame_indices, gather_block, training_graph,
                    model_spec, step_config)
 from .average import model_params
 from .losses import coefficients
@@ -39,6 +39,7 @@ def check_same_but_seeds(cfgs: list[Config]) -> None:
             raise ConfigError(f"vmapped seeds must differ only in their seeds; these differ: {', '.join(differ)}")
     tr, sim = cfgs[0].training, cfgs[0].simulation
     unsupported = {"training.sparsity": tr.sparsity != "none", "training.W_refit_every": tr.W_refit_every > 0,
+                   "training.centre_W": tr.centre_W,
                    "simulation.measurement_noise_level": sim.measurement_noise_level > 0}
     bad = [k for k, on in unsupported.items() if on]
     if bad:
@@ -83,7 +84,7 @@ def fit_many(cfgs: list[Config], datas: list[Dataset], graph: M.Graph, run_dirs:
     loops, states, starts = [], [], set()
     for cfg, data, run_dir, on_eval in zip(cfgs, datas, map(Path, run_dirs), on_evals or [None] * len(cfgs)):
         run_dir.mkdir(parents=True, exist_ok=True)
-        loop, state, epoch, it = _Loop.open(cfg, data, hold_silent(cfg, data, graph, spec), run_dir, spec, optimizer,
+        loop, state, epoch, it = _Loop.open(cfg, data, training_graph(cfg, data, graph, spec), run_dir, spec, optimizer,
                                             on_eval, checkpoint_every_s)
         loops.append(loop)
         states.append(state)

@@ -72,12 +72,30 @@ def _loss(params, spec, graph, batch, xnorm, coeffs, key, sc: StepConfig):
     return one_step_loss(params, spec, graph, batch, xnorm, coeffs, sc.additive)
 
 
+def centred_gradients(grads: dict, graph: M.Graph) -> dict:
+    """W's gradient in the coordinates (W, b_c = b + M W), (M W)_i = sum_{e: j->i} W_e mu_j: dL/dW_e - mu_j dL/db_i.
+    For a message linear in W and b this is the gradient of W_e (g(v_j) - mu_j): a step on W alone leaves the
+    neuron's input at its mean source activity unchanged (training.centre_W)."""
+    mu = graph.centre[graph.src]
+    return {**grads, "W": grads["W"] - mu * grads["b"][graph.dst]}
+
+
+def uncentred_updates(updates: dict, graph: M.Graph) -> dict:
+    """A step (dW, db_c) taken in centred coordinates, as a step of the model's (W, b): db = db_c - M dW."""
+    shift = jax.ops.segment_sum(updates["W"] * graph.centre[graph.src], graph.dst, num_segments=graph.centre.shape[0])
+    return {**updates, "b": updates["b"] - shift}
+
+
 def train_step(state: TrainState, batch: Batch | SeqBatch, key, graph: M.Graph, xnorm,
                coeffs: Coefficients, *, spec: M.ModelSpec, optimizer, sc: StepConfig):
     """Gradient step; returns (new state, dict of loss terms)."""
     grad_fn = jax.value_and_grad(_loss, has_aux=True)
     (_, terms), grads = grad_fn(state.params, spec, graph, batch, xnorm, coeffs, key, sc)
+    if graph.centre is not None:
+        grads = centred_gradients(grads, graph)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    if graph.centre is not None:
+        updates = uncentred_updates(updates, graph)
     params = optax.apply_updates(state.params, updates)
     if graph.learned_edges is not None:   # weights the data cannot see stay at 0
         params = {**params, "W": params["W"] * graph.learned_edges.astype(params["W"].dtype)}
