@@ -1,7 +1,7 @@
 """Projected wall time of one paper-preset epoch (model 000, 64,000 frames, aug 20, batch 2: 128,000
 iterations), from a few hundred real iterations.
 
-    python benchmarks/epoch.py [--frames 2000] [--iters 400] [--set KEY=VALUE ...]
+    python benchmarks/epoch.py [--frames 2000] [--iters 400] [--recipe fvjax|reference] [--set KEY=VALUE ...]
 
 Runs the training loop itself (``fvjax.train.fit``: frames read from the dataset files, the scanned
 step, loss logging, the finiteness check) on a small dataset generated with the paper preset's
@@ -14,7 +14,8 @@ simulation settings; the step's cost does not depend on the dataset's length. Ti
 
 The last line is ``paper_epoch_minutes=<training + checks>``; the data generation and the final
 evaluation are printed apart (a run reuses its dataset, and evaluates once per run, not per epoch).
-``--set`` tries a training option (e.g. ``--set training.steps_per_call=40``) against the same
+``--recipe`` picks what is trained, as in ``experiments.vrest`` (default ``fvjax``, its default; before
+2026-12-03 this benchmark always timed the config defaults, i.e. ``reference``). ``--set`` tries a training option (e.g. ``--set training.steps_per_call=40``) against the same
 projection. Compare numbers measured in one sitting: this shared 2-core machine's speed varies by
 2x between days (benchmarks/README.md).
 """
@@ -29,12 +30,12 @@ from pathlib import Path
 N_FRAMES_PAPER = 64000
 
 
-def paper_config(frames: int, iters: int, sets: list[str]):
+def paper_config(frames: int, iters: int, sets: list[str], recipe: str = "fvjax"):
     from fvjax.config import load_config
-    from fvjax.experiments.vrest import PRESETS
+    from fvjax.experiments.vrest import PRESETS, RECIPES
     from fvjax.generate import parse_sets
 
-    overrides = {**PRESETS["paper"], "simulation.n_frames": frames, "simulation.n_test_frames": 200,
+    overrides = {**PRESETS["paper"], **RECIPES[recipe], "simulation.n_frames": frames, "simulation.n_test_frames": 200,
                  "training.n_iter": iters, "training.eval_every": iters}
     overrides.update(parse_sets(sets))
     return load_config(None, overrides)
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=2000, help="frames of the small dataset (default 2000)")
     p.add_argument("--iters", type=int, default=400, help="timed iterations (default 400)")
+    p.add_argument("--recipe", choices=("fvjax", "reference"), default="fvjax",
+                   help="what is trained, as in experiments.vrest (default fvjax)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     args = p.parse_args(argv)
 
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
     from fvjax.networks import generate_dataset, resolve
     from fvjax.train import model_spec, n_iterations
 
-    cfg = paper_config(args.frames, args.iters, args.set)
+    cfg = paper_config(args.frames, args.iters, args.set, args.recipe)
     tr = cfg.training
     paper_iters = n_iterations(cfg.replace(**{"training.n_iter": 0}), N_FRAMES_PAPER)
     with tempfile.TemporaryDirectory(prefix="fvjax-epoch-") as tmp:
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     ms_per_iter = 1e3 * s_per_iter
     train_min = paper_iters * ms_per_iter / 6e4
     checks_min = min(10 * check_s / 60, tr.eval_budget * train_min)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; paper preset, batch {tr.batch_size}, "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; paper preset, recipe {args.recipe}, batch {tr.batch_size}, "
           f"steps_per_call {tr.steps_per_call}{'; ' + ', '.join(args.set) if args.set else ''}")
     print(f"{'':<34}{'measured':>14}{'paper epoch':>14}")
     print(f"{'training iterations':<34}{ms_per_iter:>11.1f} ms{train_min:>10.1f} min   ({paper_iters:,} iterations)")
