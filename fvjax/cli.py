@@ -7,6 +7,7 @@
     fvjax show RUN --last-iterate        # evaluate the last iterate of a run that averaged its parameters
     fvjax compare RUN [RUN ...]          # one table across runs, mean +- std per metric
     fvjax tuning RUN                     # direction selectivity of the true and the recovered circuit
+    fvjax refit RUN                      # what the end-of-training W and b refit gives on a finished run
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ PROGRAMS = {"vrest": "fvjax.experiments.vrest", "synthetic": "fvjax.experiments.
             "understand": "fvjax.experiments.understand", "explore": "fvjax.experiments.explore",
             "drift": "fvjax.experiments.drift", "stimulus_stats": "fvjax.experiments.stimulus_stats",
             "identifiability": "fvjax.experiments.identifiability", "generate": "fvjax.generate",
-            "tuning": "fvjax.evaluate.tuning"}
+            "tuning": "fvjax.evaluate.tuning", "refit": "fvjax.experiments.refit"}
 
 
 def show(argv: list[str]) -> int:

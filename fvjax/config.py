@@ -284,6 +284,13 @@ class TrainingConfig:
                               "given the MLPs (additive update, dense W only); 0 = off (fvjax.train.refit)")
     W_refit_frames: int = _opt(5000, lo=1, doc="training frames (evenly spread) the W refit solves over")
     W_refit_ridge: float = _opt(1e-3, lo=0.0, doc="ridge added to the W refit's Gram matrix")
+    refit_at_end: bool = _opt(False, doc="fvjax's own: after the last iteration set the edge-list W and a per-neuron "
+                              "constant input b to their least-squares values given the learned MLPs and "
+                              "embeddings, each neuron on its own (flyvis_A, additive or gain update; "
+                              "fvjax.train.refit.refit_edges; cached in RUN/refit.npz)")
+    refit_frames: int = _opt(4000, lo=1, doc="training frames (evenly spread) the end-of-training refit solves over")
+    refit_ridge: float = _opt(1e-4, lo=0.0, doc="the end-of-training refit's ridge, relative to the mean diagonal of each "
+                              "neuron's Gram matrix, towards the trained values")
     sparsity: str = _opt("none", choices=SPARSITY_MODES,
                          doc="replace_embedding_function: at the end of some epochs, cluster the neurons' f_theta "
                              "profiles, snap each embedding to its cluster's median and refit f_theta "
@@ -325,6 +332,9 @@ class TrainingConfig:
         if self.ema_decay > 0 and self.W_refit_every:
             raise ConfigError("training.ema_decay and training.W_refit_every are both set: a refit replaces W, so "
                               "the running average would mix two solutions; set one of them to 0")
+        if self.ema_decay > 0 and self.refit_at_end:
+            raise ConfigError("training.ema_decay and training.refit_at_end are both set: the refit solves for the last "
+                              "iterate's W and b, not the average's; set ema_decay=0 or refit_at_end=false")
         if self.centre_W and not self.lr_bias > 0:
             raise ConfigError("training.centre_W steps W together with the per-neuron constant b, which exists only "
                               "when training.lr_bias > 0; set training.lr_bias (e.g. 3e-3) or centre_W=false")
@@ -356,6 +366,11 @@ class Config:
             raise ConfigError("training.W_refit_every needs graph_model.update_type: additive and "
                               "signal_model_name: dense without low_rank_factorization (the prediction must be "
                               "linear in a full W); set it to 0 or change the model")
+        if self.training.refit_at_end and (gm.signal_model_name != "flyvis_A" or gm.field_type != "none"
+                                           or UPDATE_TYPES[gm.update_type][0] not in ("additive", "gain")):
+            raise ConfigError("training.refit_at_end needs graph_model.signal_model_name: flyvis_A, update_type "
+                              "additive or gain and field_type: none (the prediction must be linear in W and b, "
+                              "with the recorded stimulus); set it to false or change the model")
 
     def replace(self, **changes) -> "Config":
         """Copy with dotted-key changes, e.g. ``cfg.replace(**{"simulation.seed": 7})`` (validated)."""

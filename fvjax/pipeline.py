@@ -234,6 +234,47 @@ def evaluate_params(cfg: Config, params, spec: M.ModelSpec, data: Dataset, nodes
                     cluster_components=resolve(cfg).cluster_components(nodes))
 
 
+REFIT_FILE = "refit.npz"   # training.refit_at_end's W and b, with the checkpoint step they were solved at
+
+
+def stored_refit(run_dir: Path, params: dict, step: int) -> dict | None:
+    """``params`` with the W and b of ``run_dir/refit.npz`` when it was solved at ``step``, else None."""
+    path = Path(run_dir) / REFIT_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        if int(f["step"]) != step:
+            return None
+        return {**params, "W": jnp.asarray(f["W"], params["W"].dtype), "b": jnp.asarray(f["b"], params["W"].dtype)}
+
+
+def refit_at_end(p: Prepared, params: dict, step: int, progress: bool) -> tuple[dict, dict]:
+    """(params, metrics entries) after ``training.refit_at_end``: W and b set to their least-squares values
+    (:func:`fvjax.train.refit.refit_edges`), solved once per final checkpoint and kept in ``RUN/refit.npz`` so
+    a re-run, ``Run.params`` and the diagnostics read the same values."""
+    tr = p.cfg.training
+    if not tr.refit_at_end:
+        return params, {}
+    stored = stored_refit(p.run_dir, params, step)
+    if stored is not None:
+        return stored, json.loads((p.run_dir / REFIT_FILE).with_suffix(".json").read_text())
+    from .evaluate.report import atomic_write_text
+    from .train.loop import hold_silent
+    from .train.refit import refit_edges
+
+    if progress:
+        print(f"refitting W and b by least squares over {tr.refit_frames} training frames...", flush=True)
+    tick = time.time()
+    params, (before, after) = refit_edges(params, p.spec, hold_silent(p.cfg, p.data, p.graph, p.spec), p.data,
+                                          tr.refit_frames, tr.refit_ridge)
+    info = {"refit_rms_before": before, "refit_rms_after": after, "refit_time_min": round((time.time() - tick) / 60, 2)}
+    tmp = p.run_dir / f".refit.tmp-{os.getpid()}.npz"
+    np.savez(tmp, W=np.asarray(params["W"]), b=np.asarray(params["b"]), step=step)
+    atomic_write_text((p.run_dir / REFIT_FILE).with_suffix(".json"), json.dumps(info))
+    os.replace(tmp, p.run_dir / REFIT_FILE)
+    return params, info
+
+
 def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: bool) -> dict:
     """Evaluate the trained parameters; write metrics.json, analysis.log, recovered.npz and plots."""
     from .evaluate.report import write_analysis_log, write_metrics
@@ -241,8 +282,9 @@ def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: boo
     if progress:
         print("evaluating (recovered parameters, clustering, test rollout)...", flush=True)
     cfg, data = p.cfg, p.data
-    metrics, arrays = evaluate_params(cfg, result.params, result.spec, data, p.nodes, p.gt, p.graph)
-    metrics.update({"model": p.kind.label(cfg),
+    params, refit_info = refit_at_end(p, result.params, result.iterations, progress)
+    metrics, arrays = evaluate_params(cfg, params, result.spec, data, p.nodes, p.gt, p.graph)
+    metrics.update({"model": p.kind.label(cfg), **refit_info,
                     "final_loss": result.history[-1]["data"] / p.spec.n_nodes if result.history else float("nan"),
                     "training_time_min": round(result.wall_time_s / 60, 2),
                     # this process's wall time plus the training time of the processes it resumed from

@@ -86,7 +86,8 @@ class Run:
     def params(self, last: bool = False):
         """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec: the running
         average when the run kept one (``training.ema_decay``), or with ``last`` the trained parameters
-        themselves (the last iterate; the same thing when the run kept no average)."""
+        themselves (the last iterate; the same thing when the run kept no average). With
+        ``training.refit_at_end``, the refit W and b of ``RUN/refit.npz`` once the run has finished."""
         from . import model as M
         from .train import init_state, make_optimizer, model_params, model_spec
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
@@ -100,7 +101,12 @@ class Run:
 
         like = init_state(M.init(jax.random.PRNGKey(0), spec), make_optimizer(self.config.training))
         state, _ = restore_checkpoint(ckpt, like)
-        return (state.params if last else model_params(state)), spec
+        params = state.params if last else model_params(state)
+        if self.config.training.refit_at_end and ckpt.step is not None:   # the evaluated W and b (training.refit_at_end)
+            from .pipeline import stored_refit
+
+            params = stored_refit(self.path, params, ckpt.step) or params
+        return params, spec
 
     def evaluate(self, last: bool = False) -> dict:
         """The full evaluation (``metrics.json``'s keys) of the latest checkpoint's parameters, as

@@ -1,4 +1,7 @@
-"""Least-squares refit of W (``training.W_refit_every``; fvjax's own, off by default).
+"""Least-squares refits of W (fvjax's own, off by default).
+
+``training.W_refit_every`` (dense W, additive update; below) and ``training.refit_at_end`` (edge-list W and a
+per-neuron constant b, additive or gain update; :func:`refit_edges`, end of this module).
 
 With the additive update dv_i = f_theta(v_i, a_i) + sum_j W_ij g_phi(v_j) + e_i the prediction is
 linear in W, so for fixed MLPs the W minimising the squared error over a set of frames solves one
@@ -48,3 +51,80 @@ def refit_W(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_fr
     H, F = _features(params, spec, graph, volts, read_rows(data.train.stimulus, frames))
     W = least_squares_W(H, np.asarray(target, np.float64) - F, ridge)
     return {**params, "W": jnp.asarray(W.reshape(-1), params["W"].dtype)}
+
+
+# ----------------------------------------------------------------------------- edge-list W and b
+
+
+def edge_features(params: dict, spec: M.ModelSpec, graph: M.Graph, volts, stims, target, chunk: int = 500):
+    """(H, R), float64 (T, N), for the additive and gain updates on an edge-list W (flyvis_A):
+    H = g_phi([v_j, a_j]) per source node, and R = what sum_j W_ij H_j + b_i must explain at neuron i,
+    (y_i - f_theta([v_i, a_i])) / (1 + f_gain(a_i)) - e_i (gain) or y_i - f_theta([v_i, a_i]) - e_i (additive)."""
+    gain = (np.asarray(M.message_gain(params, spec, params["a"]), np.float64) if spec.update == "gain"
+            else np.ones(spec.n_nodes))
+    H = np.empty((len(volts), spec.n_nodes))
+    R = np.empty_like(H)
+    for s in range(0, len(volts), chunk):
+        v = jnp.asarray(volts[s:s + chunk])
+        e = np.asarray(M.node_stimulus(graph, jnp.asarray(stims[s:s + chunk]), spec.n_nodes), np.float64)
+        H[s:s + chunk] = np.asarray(M.edge_function(params, spec, v, params["a"]), np.float64)
+        f = np.asarray(M._f_theta_of_voltage(params, spec, v, params["a"]), np.float64)
+        R[s:s + chunk] = (np.asarray(target[s:s + chunk], np.float64) - f) / gain - e
+    return H, R
+
+
+def _by_degree(dst: np.ndarray, kept: np.ndarray, n: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """degree d -> (targets (m,), their kept edges (m, d)), edges in their original order per target."""
+    edges = np.flatnonzero(kept)
+    edges = edges[np.argsort(dst[edges], kind="stable")]
+    degree = np.bincount(dst[edges], minlength=n)
+    starts = np.r_[0, np.cumsum(degree)]
+    out = {}
+    for d in np.unique(degree):
+        targets = np.flatnonzero(degree == d)
+        out[int(d)] = (targets, edges[starts[targets][:, None] + np.arange(d)[None, :]])
+    return out
+
+
+def edge_least_squares(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 20_000_000):
+    """Per target neuron i, the (W_i, b_i) minimising sum_t (R_ti - sum_e W_e H_t,src(e) - b_i)^2
+    + lam_i ||(W_i, b_i) - (W0_i, b0_i)||^2 over its ``kept`` edges (the others are held at 0, as
+    ``training.hold_silent_sources`` holds them), with
+    lam_i = ``ridge`` (+ 1e-12) times the mean diagonal of neuron i's Gram matrix: directions the frames do not
+    determine stay where they were. H, R: (T, N); W0 (E,), b0 (N,) -> (W, b, rms): float64, and the root mean
+    square of the residual R - messages - b over all neurons and frames before and after."""
+    H, R = np.asarray(H, np.float64), np.asarray(R, np.float64)
+    kept = np.asarray(kept, bool)
+    src, W, b = np.asarray(src), np.where(kept, np.asarray(W0, np.float64), 0.0), np.array(b0, np.float64)
+    T, ss = len(H), np.zeros(2)
+    for d, (targets, edges) in _by_degree(np.asarray(dst), kept, len(b)).items():
+        step = max(block // (T * (d + 1)), 1)
+        for s in range(0, len(targets), step):
+            tg, ed = targets[s:s + step], edges[s:s + step]
+            X = np.concatenate([H[:, src[ed]], np.ones((T, len(tg), 1))], -1)      # (T, m, d + 1)
+            x0 = np.concatenate([W[ed], b[tg, None]], -1)                          # (m, d + 1)
+            G = np.einsum("tmi,tmj->mij", X, X)
+            resid = R[:, tg] - np.einsum("tmi,mi->tm", X, x0)
+            lam = (ridge + 1e-12) * np.trace(G, axis1=1, axis2=2) / (d + 1)   # 1e-12: a duplicate or silent column
+            step_ = np.linalg.solve(G + lam[:, None, None] * np.eye(d + 1), np.einsum("tmi,tm->mi", X, resid)[..., None])
+            sol = x0 + step_[..., 0]
+            W[ed], b[tg] = sol[:, :d], sol[:, d]
+            ss += [np.sum(resid**2), np.sum((resid - np.einsum("tmi,mi->tm", X, step_[..., 0]))**2)]
+    return W, b, tuple(np.sqrt(ss / R.size))
+
+
+def refit_edges(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_frames: int,
+                ridge: float) -> tuple[dict, tuple[float, float]]:
+    """(params, rms before / after): ``params`` with the edge-list W and a per-neuron constant input ``b`` set to their least-squares values
+    (:func:`edge_least_squares`) over ``n_frames`` evenly spread training frames, given the learned g_phi,
+    f_theta, f_gain and embeddings. Edges ``graph.learned_edges`` holds at 0 stay at 0. ``training.refit_at_end``."""
+    if spec.variant != "flyvis_A" or spec.update not in ("additive", "gain"):
+        raise ValueError("the end-of-training refit needs signal_model_name flyvis_A and update_type additive or gain")
+    frames = spread_frames(len(data.train), min(n_frames, len(data.train)))
+    H, R = edge_features(params, spec, graph, read_rows(data.train.voltage, frames),
+                         read_rows(data.train.stimulus, frames), read_rows(data.train.target, frames))
+    kept = np.ones(spec.n_edges, bool) if graph.learned_edges is None else np.asarray(graph.learned_edges) > 0
+    b0 = M.neuron_bias(params)
+    W, b, rms = edge_least_squares(H, R, graph.src, graph.dst, kept, params["W"],
+                                   np.zeros(spec.n_nodes) if b0 is None else b0, ridge)
+    return {**params, "W": jnp.asarray(W, params["W"].dtype), "b": jnp.asarray(b, params["W"].dtype)}, rms

@@ -1,0 +1,112 @@
+"""The end-of-training least-squares refit of an edge-list W and a per-neuron constant b
+(``training.refit_at_end``, fvjax.train.refit.refit_edges; docs/training.md)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import model as M
+from fvjax.config import ConfigError, load_config
+from fvjax.train.refit import edge_features, edge_least_squares
+
+
+def _graph(rng, n: int, n_edges: int):
+    """Random distinct edges (no self-loops) with targets of different in-degree, neuron 0 without inputs."""
+    pairs = np.unique(np.stack([rng.integers(0, n, n_edges), rng.integers(1, n, n_edges)], 1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    rng.shuffle(pairs)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _reference(H, R, src, dst, kept, W0, b0, ridge):
+    """Independent float64 reference: per target, an augmented lstsq over [H_src | 1] with
+    sqrt(lam) I rows pulling towards (W0, b0)."""
+    W, b = np.where(kept, W0, 0.0), b0.astype(np.float64).copy()
+    for i in range(len(b0)):
+        edges = [e for e in range(len(src)) if dst[e] == i and kept[e]]
+        X = np.column_stack([H[:, src[edges]], np.ones(len(H))])
+        x0 = np.r_[W0[edges], b0[i]]
+        lam = ridge * np.trace(X.T @ X) / X.shape[1]
+        A = np.vstack([X, np.sqrt(lam) * np.eye(X.shape[1])])
+        sol = np.linalg.lstsq(A, np.r_[R[:, i], np.sqrt(lam) * x0], rcond=None)[0]
+        W[edges], b[i] = sol[:-1], sol[-1]
+    return W, b
+
+
+def test_edge_least_squares_matches_per_neuron_lstsq():
+    rng = np.random.default_rng(0)
+    n, T = 12, 300
+    src, dst = _graph(rng, n, 60)
+    E = len(src)
+    kept = rng.random(E) > 0.2
+    H = np.maximum(rng.standard_normal((T, n)), 0) + 0.1 * rng.standard_normal((T, n))
+    W_true, b_true = rng.standard_normal(E) * kept, rng.standard_normal(n)
+    msg = np.zeros((T, n))
+    np.add.at(msg.T, dst, (W_true[:, None] * H[:, src].T))
+    R = msg + b_true + 0.05 * rng.standard_normal((T, n))
+    W0, b0 = rng.standard_normal(E), rng.standard_normal(n)
+    for ridge in (0.0, 0.3):
+        W, b, (before, after) = edge_least_squares(H, R, src, dst, kept, W0, b0, ridge, block=500)
+        W_ref, b_ref = _reference(H, R, src, dst, kept, W0, b0, ridge)
+        np.testing.assert_allclose(W, W_ref, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(b, b_ref, rtol=1e-8, atol=1e-10)
+        assert not W[~kept].any()        # edges not learned are held at 0
+        msg_after, msg_before = np.zeros((T, n)), np.zeros((T, n))
+        np.add.at(msg_after.T, dst, (W[:, None] * H[:, src].T))
+        np.add.at(msg_before.T, dst, (W0 * kept)[:, None] * H[:, src].T)
+        assert after == pytest.approx(np.sqrt(np.mean((R - msg_after - b) ** 2)), rel=1e-9)
+        assert before == pytest.approx(np.sqrt(np.mean((R - msg_before - b0) ** 2)), rel=1e-9)
+    assert after < before
+    # noise-free and unregularised: the exact W and b
+    R0 = msg + b_true
+    W, b, _ = edge_least_squares(H, R0, src, dst, kept, W0, b0, 0.0)
+    np.testing.assert_allclose(W, W_true, atol=1e-8)
+    np.testing.assert_allclose(b, b_true, atol=1e-8)
+    # an overwhelming ridge leaves everything where it was
+    W, b, _ = edge_least_squares(H, R, src, dst, kept, W0, b0, 1e9)
+    np.testing.assert_allclose(W, W0 * kept, atol=1e-6)
+    np.testing.assert_allclose(b, b0, atol=1e-6)
+
+
+@pytest.mark.parametrize("update", ["gain", "additive"])
+def test_refit_recovers_the_W_and_b_that_made_the_targets(update):
+    """Targets made by the model itself (M.apply, segment sums) with some W and b: the features invert
+    the update exactly, so the unregularised refit from another W and b returns those."""
+    rng = np.random.default_rng(1)
+    n, T, n_in = 10, 80, 3
+    src, dst = _graph(rng, n, 40)
+    spec = M.ModelSpec(n_nodes=n, n_edges=len(src), variant="flyvis_A", hidden_dim=8, hidden_dim_update=8,
+                       update=update, neuron_bias=True)
+    graph = M.Graph(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), jnp.asarray([1, 4, 7], jnp.int32))
+    with jax.enable_x64(True):
+        params = M.init(jax.random.PRNGKey(3), spec, jnp.float64)
+        params["a"] = jnp.asarray(rng.standard_normal((n, 2)))
+        # a g_phi that varies with v by O(1) (at init it is almost flat, so [H | 1] would be ill-conditioned)
+        params["g_phi"] = jax.tree.map(lambda x: 3.0 * x, params["g_phi"])
+        if update == "gain":   # a gain visibly away from 1
+            params["f_gain"] = jax.tree.map(lambda x: x + 0.3 * jnp.asarray(rng.standard_normal(x.shape)),
+                                            params["f_gain"])
+        W_true, b_true = rng.standard_normal(len(src)), rng.standard_normal(n)
+        v = jnp.asarray(2.0 * rng.standard_normal((T, n)) + 0.5)
+        stim = jnp.asarray(rng.standard_normal((T, n_in)))
+        target, _ = M.apply({**params, "W": jnp.asarray(W_true), "b": jnp.asarray(b_true)}, spec, graph, v, stim)
+        H, R = edge_features(params, spec, graph, v, stim, np.asarray(target), chunk=30)
+    W, b, (_, after) = edge_least_squares(H, R, src, dst, np.ones(len(src), bool), np.zeros(len(src)),
+                                          np.zeros(n), 0.0)
+    np.testing.assert_allclose(W, W_true, atol=1e-7)
+    np.testing.assert_allclose(b, b_true, atol=1e-7)
+    assert after < 1e-8
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"graph_model.signal_model_name": "dense"}, "refit_at_end"),
+    ({"graph_model.update_type": "generic"}, "refit_at_end"),
+    ({"graph_model.field_type": "visual"}, "refit_at_end"),
+    ({"training.ema_decay": 0.99}, "ema_decay"),
+])
+def test_refit_at_end_config_guards(changes, key):
+    base = {"training.refit_at_end": True, "graph_model.update_type": "gain"}
+    assert load_config(None, base).training.refit_at_end
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, {**base, **changes})
