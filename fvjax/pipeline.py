@@ -251,7 +251,8 @@ def stored_refit(run_dir: Path, params: dict, step: int) -> dict | None:
 def refit_at_end(p: Prepared, params: dict, step: int, progress: bool) -> tuple[dict, dict]:
     """(params, metrics entries) after ``training.refit_at_end``: W and b set to their least-squares values
     (:func:`fvjax.train.refit.refit_edges`), solved once per final checkpoint and kept in ``RUN/refit.npz`` so
-    a re-run, ``Run.params`` and the diagnostics read the same values."""
+    a re-run, ``Run.params`` and the diagnostics read the same values. The entries include the trained
+    parameters' quick scores (``before_refit_*``) so a run shows what the refit changed."""
     tr = p.cfg.training
     if not tr.refit_at_end:
         return params, {}
@@ -264,10 +265,14 @@ def refit_at_end(p: Prepared, params: dict, step: int, progress: bool) -> tuple[
 
     if progress:
         print(f"refitting W and b by least squares over {tr.refit_frames} training frames...", flush=True)
+    from .evaluate.report import quick_metrics
+
+    trained = {f"before_refit_{k}": v for k, v in quick_metrics(params, p.spec, p.graph, p.data, p.gt).items()}
     tick = time.time()
     params, (before, after) = refit_edges(params, p.spec, hold_silent(p.cfg, p.data, p.graph, p.spec), p.data,
                                           tr.refit_frames, tr.refit_ridge)
-    info = {"refit_rms_before": before, "refit_rms_after": after, "refit_time_min": round((time.time() - tick) / 60, 2)}
+    info = {"refit_rms_before": before, "refit_rms_after": after,
+            "refit_time_min": round((time.time() - tick) / 60, 2), **trained}
     tmp = p.run_dir / f".refit.tmp-{os.getpid()}.npz"
     np.savez(tmp, W=np.asarray(params["W"]), b=np.asarray(params["b"]), step=step)
     atomic_write_text((p.run_dir / REFIT_FILE).with_suffix(".json"), json.dumps(info))

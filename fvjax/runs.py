@@ -83,11 +83,12 @@ class Run:
         """The model's Graph (edges, input nodes and their positions)."""
         return self._network[2]
 
-    def params(self, last: bool = False):
+    def params(self, last: bool = False, refit: bool = True):
         """The model parameters of the latest checkpoint (a plain pytree) and its ModelSpec: the running
         average when the run kept one (``training.ema_decay``), or with ``last`` the trained parameters
         themselves (the last iterate; the same thing when the run kept no average). With
-        ``training.refit_at_end``, the refit W and b of ``RUN/refit.npz`` once the run has finished."""
+        ``training.refit_at_end``, the refit W and b of ``RUN/refit.npz`` once the run has finished
+        (``refit=False``: the trained W, without b)."""
         from . import model as M
         from .train import init_state, make_optimizer, model_params, model_spec
         from .train.checkpoint import latest_checkpoint, restore_checkpoint
@@ -102,7 +103,7 @@ class Run:
         like = init_state(M.init(jax.random.PRNGKey(0), spec), make_optimizer(self.config.training))
         state, _ = restore_checkpoint(ckpt, like)
         params = state.params if last else model_params(state)
-        if self.config.training.refit_at_end and ckpt.step is not None:   # the evaluated W and b (training.refit_at_end)
+        if refit and self.config.training.refit_at_end and ckpt.step is not None:   # the evaluated W and b (training.refit_at_end)
             from .pipeline import stored_refit
 
             params = stored_refit(self.path, params, ckpt.step) or params

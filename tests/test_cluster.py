@@ -14,7 +14,8 @@ TINY = {"simulation.n_frames": 120, "training.n_iter": 8, "simulation.network": 
         "simulation.n_neurons": 16, "simulation.n_neuron_types": 2, "graph_model.signal_model_name": "dense",
         "graph_model.g_phi_positive": False, "graph_model.hidden_dim": 8, "graph_model.hidden_dim_update": 8,
         "training.steps_per_call": 4, "training.eval_every": 8,
-        "training.hold_silent_sources": False}   # the recipe's hold needs an edge-list W
+        "training.hold_silent_sources": False,   # the recipe's hold and refit need an edge-list W
+        "training.refit_at_end": False}
 TINY_ARGS = ["--quiet"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={str(v).lower()}")]
 TIMES = ("training_time_min", "total_time_min", "data_dir")
 

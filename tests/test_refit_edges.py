@@ -110,3 +110,65 @@ def test_refit_at_end_config_guards(changes, key):
     assert load_config(None, base).training.refit_at_end
     with pytest.raises(ConfigError, match=key):
         load_config(None, {**base, **changes})
+
+
+def test_recipe_run_refits_at_end_and_keeps_it(two_runs, capsys):
+    """experiments.vrest's fvjax recipe refits at the end: metrics.json scores the refit (and keeps the trained
+    parameters' quick scores), RUN/refit.npz holds W and b for the final step, Run.params gives them
+    (refit=False gives the trained W), Run.evaluate reproduces metrics.json, and re-running the command
+    reuses the stored refit instead of solving again."""
+    import json
+
+    import fvjax
+    from fvjax.experiments import vrest
+
+    run_dir = two_runs[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["refit_rms_after"] < metrics["refit_rms_before"]
+    assert {"before_refit_connectivity_R2", "before_refit_V_rest_R2"} <= set(metrics)
+    with np.load(run_dir / "refit.npz") as f:
+        stored = {k: f[k] for k in ("W", "b", "step")}
+    assert int(stored["step"]) == metrics["iterations"] == 8
+    run = fvjax.load_run(run_dir)
+    params, _ = run.params()
+    np.testing.assert_array_equal(np.asarray(params["W"]), stored["W"])
+    np.testing.assert_array_equal(np.asarray(params["b"]), stored["b"])
+    trained, _ = run.params(refit=False)
+    assert "b" not in trained and not np.allclose(np.asarray(trained["W"]), stored["W"])
+    again = run.evaluate()
+    for key in ("connectivity_R2", "V_rest_R2", "tau_R2"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-6, abs=1e-9, nan_ok=True), key
+    assert again["V_rest_R2"] != pytest.approx(metrics["before_refit_V_rest_R2"], rel=1e-6, abs=1e-9)
+    stamp = (run_dir / "refit.npz").stat().st_mtime_ns
+    assert vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(run_dir.parent),
+                       "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
+                       "--set", "simulation.n_test_frames=40"]) == 0
+    assert (run_dir / "refit.npz").stat().st_mtime_ns == stamp
+    rerun = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("connectivity_R2", "V_rest_R2", "refit_rms_after", "before_refit_V_rest_R2"):
+        assert rerun[key] == metrics[key], key
+
+
+def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys):
+    """python -m experiments.refit RUN: scores the trained and the refit parameters with the full evaluation
+    into RUN/refit_check.json (the trained column is the run's before-refit state, the refit column with the
+    recipe's settings is what metrics.json reports), leaves refit.npz alone; bad input exits 2."""
+    import json
+
+    from fvjax.experiments.refit import main
+
+    run_dir = two_runs[1]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    stamp = (run_dir / "refit.npz").stat().st_mtime_ns
+    assert main([str(run_dir)]) == 0
+    check = json.loads((run_dir / "refit_check.json").read_text())
+    assert check["rms_after"] == pytest.approx(metrics["refit_rms_after"], rel=1e-6)
+    for key in ("connectivity_R2", "V_rest_R2", "tau_R2"):
+        assert check["refit"][key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-7, nan_ok=True), key
+        assert check["trained"][key] == pytest.approx(metrics[f"before_refit_{key}"], rel=1e-5, abs=1e-7,
+                                                  nan_ok=True), key
+    assert (run_dir / "refit.npz").stat().st_mtime_ns == stamp
+    assert "refit" in capsys.readouterr().out
+    assert main([str(tmp_path / "nope")]) == 2
+    assert main([str(run_dir), "--ridge", "-1"]) == 2
+    assert "error" in capsys.readouterr().err

@@ -1,13 +1,14 @@
-"""What the end-of-training refit (``training.refit_at_end``) gives on a finished run that trained without it:
-W and a per-neuron constant input b set to their least-squares values given the run's learned g_phi,
+"""What the end-of-training refit (``training.refit_at_end``) gives on a finished run, or what other refit
+settings give on a run that had it: W and a per-neuron constant input b set to their least-squares values given the run's learned g_phi,
 f_theta, f_gain and embeddings (fvjax.train.refit.refit_edges; docs/training.md). Scores the run's
 parameters before and after with the full evaluation; changes nothing in the run folder except
 ``RUN/refit_check.json``, which records both.
 
-    python -m experiments.refit runs/fastW/default_seed7
+    python -m experiments.refit runs/vrest/default_seed7
     python -m experiments.refit RUN --frames 16000 --ridge 1e-6
 
-New runs get the refit from ``training.refit_at_end`` (in ``experiments.vrest``'s fvjax recipe).
+New runs get the refit from ``training.refit_at_end`` (in ``experiments.vrest``'s fvjax recipe); on such a
+run this command starts from the trained W (not RUN/refit.npz) and leaves RUN/refit.npz and metrics.json alone.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
 
     try:
         run = load_run(args.run)
-        params, spec = run.params(last=True)
+        params, spec = run.params(last=True, refit=False)
         data = run.dataset
     except (FileNotFoundError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -51,14 +52,11 @@ def main(argv=None) -> int:
         print(f"error: {args.run}: the refit needs signal_model_name flyvis_A, update_type additive or gain and no "
               f"learned visual field; this run has {spec.variant}, {spec.update}", file=sys.stderr)
         return 2
-    if run.config.training.refit_at_end:
-        print(f"error: {args.run} was trained with training.refit_at_end: its metrics.json already scores the refit",
-              file=sys.stderr)
-        return 2
     return _compare(run, params, spec, args.frames, args.ridge)
 
 
 def _compare(run, params, spec, frames: int, ridge: float) -> int:
+    from fvjax.evaluate.report import atomic_write_text
     from fvjax.pipeline import evaluate_params
     from fvjax.train.loop import hold_silent
     from fvjax.train.refit import refit_edges
@@ -76,7 +74,7 @@ def _compare(run, params, spec, frames: int, ridge: float) -> int:
         print(f"{k:22s}{scores['trained'][k]:10.4f}{scores['refit'][k]:10.4f}")
     print(f"residual rms {before:.4g} -> {after:.4g}; refit over {frames} frames, ridge {ridge:g}, {minutes:.1f} min")
     out = Path(run.path) / "refit_check.json"
-    out.write_text(json.dumps({"frames": frames, "ridge": ridge, "rms_before": before, "rms_after": after,
+    atomic_write_text(out, json.dumps({"frames": frames, "ridge": ridge, "rms_before": before, "rms_after": after,
                                "refit_time_min": round(minutes, 2), **scores}, indent=1))
     print(f"written {out}")
     return 0

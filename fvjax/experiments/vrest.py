@@ -43,11 +43,12 @@ PRESETS = {
 
 # What is trained on top of the config's defaults: fvjax's recipe, the update in the flyvis equation's
 # gain form with a pin of the silent source's message, the additive g_phi_diff perturbation, W held at 0
-# on the edges of sources never active in the data and W at twice Node 21's rate (docs/training.md,
-# results.md), or the reference's recipe unchanged. Run folders of the reference recipe are named <preset>_reference_seed<N>.
+# on the edges of sources never active in the data, W at twice Node 21's rate, and W and a per-neuron constant
+# refitted by least squares after training (docs/training.md, results.md); or the reference's recipe
+# unchanged. Run folders of the reference recipe are named <preset>_reference_seed<N>.
 RECIPES = {"fvjax": {"graph_model.update_type": "gain", "training.coeff_g_phi_zero": 0.9,
                      "training.g_phi_diff_perturbation": "additive", "training.hold_silent_sources": True,
-                     "training.lr_W": 1.2e-3},
+                     "training.lr_W": 1.2e-3, "training.refit_at_end": True},
            "reference": {}}
 RECIPE_SUFFIX = {"fvjax": "", "reference": "_reference"}
 
