@@ -44,6 +44,7 @@ def show(argv: list[str]) -> int:
         for key in SUMMARY_METRICS:
             if key in run.metrics:
                 print(f"{key:22s} {run.metrics[key]:.4f}")
+        _print_before_refit(run.metrics)
         table = run.per_type
     except (FileNotFoundError, ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -53,6 +54,14 @@ def show(argv: list[str]) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
+
+
+def _print_before_refit(metrics: dict) -> None:
+    """The trained parameters' scores of a run that refit W and b at the end (training.refit_at_end)."""
+    before = {k.removeprefix("before_refit_"): v for k, v in metrics.items() if k.startswith("before_refit_")}
+    if before:
+        print("before the end-of-training refit of W and b: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in before.items() if isinstance(v, float)))
 
 
 def _show_last_iterate(run) -> int:

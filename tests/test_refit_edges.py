@@ -169,6 +169,11 @@ def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys):
                                                   nan_ok=True), key
     assert (run_dir / "refit.npz").stat().st_mtime_ns == stamp
     assert "refit" in capsys.readouterr().out
+    from fvjax.cli import main as cli
+
+    assert cli(["show", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert f"before the end-of-training refit of W and b: connectivity_R2 {metrics['before_refit_connectivity_R2']:.4f}" in shown
     assert main([str(tmp_path / "nope")]) == 2
     assert main([str(run_dir), "--ridge", "-1"]) == 2
     assert "error" in capsys.readouterr().err
