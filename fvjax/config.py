@@ -366,11 +366,11 @@ class Config:
             raise ConfigError("training.W_refit_every needs graph_model.update_type: additive and "
                               "signal_model_name: dense without low_rank_factorization (the prediction must be "
                               "linear in a full W); set it to 0 or change the model")
-        if self.training.refit_at_end and (gm.signal_model_name != "flyvis_A" or gm.field_type != "none"
+        if self.training.refit_at_end and (gm.signal_model_name != "flyvis_A"
                                            or UPDATE_TYPES[gm.update_type][0] not in ("additive", "gain")):
-            raise ConfigError("training.refit_at_end needs graph_model.signal_model_name: flyvis_A, update_type "
-                              "additive or gain and field_type: none (the prediction must be linear in W and b, "
-                              "with the recorded stimulus); set it to false or change the model")
+            raise ConfigError("training.refit_at_end needs graph_model.signal_model_name: flyvis_A and update_type "
+                              "additive or gain (the prediction must be linear in W and b); set it to false or "
+                              "change the model")
 
     def replace(self, **changes) -> "Config":
         """Copy with dotted-key changes, e.g. ``cfg.replace(**{"simulation.seed": 7})`` (validated)."""

@@ -69,16 +69,19 @@ def test_edge_least_squares_matches_per_neuron_lstsq():
     np.testing.assert_allclose(b, b0, atol=1e-6)
 
 
-@pytest.mark.parametrize("update", ["gain", "additive"])
-def test_refit_recovers_the_W_and_b_that_made_the_targets(update):
+@pytest.mark.parametrize("update, field", [("gain", "none"), ("additive", "none"), ("gain", "visual")])
+def test_refit_recovers_the_W_and_b_that_made_the_targets(update, field):
     """Targets made by the model itself (M.apply, segment sums) with some W and b: the features invert
-    the update exactly, so the unregularised refit from another W and b returns those."""
+    the update exactly, so the unregularised refit from another W and b returns those. With a learned
+    visual field the input is the field at the frames' indices, not the recorded stimulus."""
     rng = np.random.default_rng(1)
     n, T, n_in = 10, 80, 3
     src, dst = _graph(rng, n, 40)
     spec = M.ModelSpec(n_nodes=n, n_edges=len(src), variant="flyvis_A", hidden_dim=8, hidden_dim_update=8,
-                       update=update, neuron_bias=True)
-    graph = M.Graph(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), jnp.asarray([1, 4, 7], jnp.int32))
+                       update=update, neuron_bias=True, field=field, siren_hidden=8, siren_layers=1, omega=3.0,
+                       T_period=40.0)
+    graph = M.Graph(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), jnp.asarray([1, 4, 7], jnp.int32),
+                    input_xy=jnp.asarray(rng.uniform(-1, 1, (n_in, 2))))
     with jax.enable_x64(True):
         params = M.init(jax.random.PRNGKey(3), spec, jnp.float64)
         params["a"] = jnp.asarray(rng.standard_normal((n, 2)))
@@ -89,9 +92,12 @@ def test_refit_recovers_the_W_and_b_that_made_the_targets(update):
                                             params["f_gain"])
         W_true, b_true = rng.standard_normal(len(src)), rng.standard_normal(n)
         v = jnp.asarray(2.0 * rng.standard_normal((T, n)) + 0.5)
-        stim = jnp.asarray(rng.standard_normal((T, n_in)))
+        recorded = jnp.asarray(rng.standard_normal((T, n_in)))
+        frames = np.arange(T) * 3 + 5   # training-frame indices of the rows
+        stim = M.visual_field(params, spec, graph, jnp.asarray(frames)) if field == "visual" else recorded
+        assert field == "none" or float(jnp.std(stim)) > 1e-3
         target, _ = M.apply({**params, "W": jnp.asarray(W_true), "b": jnp.asarray(b_true)}, spec, graph, v, stim)
-        H, R = edge_features(params, spec, graph, v, stim, np.asarray(target), chunk=30)
+        H, R = edge_features(params, spec, graph, v, recorded, np.asarray(target), chunk=30, frames=frames)
     W, b, (_, after) = edge_least_squares(H, R, src, dst, np.ones(len(src), bool), np.zeros(len(src)),
                                           np.zeros(n), 0.0)
     np.testing.assert_allclose(W, W_true, atol=1e-7)
@@ -102,7 +108,6 @@ def test_refit_recovers_the_W_and_b_that_made_the_targets(update):
 @pytest.mark.parametrize("changes, key", [
     ({"graph_model.signal_model_name": "dense"}, "refit_at_end"),
     ({"graph_model.update_type": "generic"}, "refit_at_end"),
-    ({"graph_model.field_type": "visual"}, "refit_at_end"),
     ({"training.ema_decay": 0.99}, "ema_decay"),
 ])
 def test_refit_at_end_config_guards(changes, key):

@@ -56,17 +56,24 @@ def refit_W(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_fr
 # ----------------------------------------------------------------------------- edge-list W and b
 
 
-def edge_features(params: dict, spec: M.ModelSpec, graph: M.Graph, volts, stims, target, chunk: int = 500):
+def edge_features(params: dict, spec: M.ModelSpec, graph: M.Graph, volts, stims, target, chunk: int = 500,
+                  frames=None):
     """(H, R), float64 (T, N), for the additive and gain updates on an edge-list W (flyvis_A):
     H = g_phi([v_j, a_j]) per source node, and R = what sum_j W_ij H_j + b_i must explain at neuron i,
-    (y_i - f_theta([v_i, a_i])) / (1 + f_gain(a_i)) - e_i (gain) or y_i - f_theta([v_i, a_i]) - e_i (additive)."""
+    (y_i - f_theta([v_i, a_i])) / (1 + f_gain(a_i)) - e_i (gain) or y_i - f_theta([v_i, a_i]) - e_i (additive).
+    e is the recorded stimulus, or with a learned visual field (``field: visual``) the field at the training
+    frame indices ``frames`` (T,)."""
+    if spec.learns_field and frames is None:
+        raise ValueError("a model with a learned visual field needs the frames' indices (frames=)")
     gain = (np.asarray(M.message_gain(params, spec, params["a"]), np.float64) if spec.update == "gain"
             else np.ones(spec.n_nodes))
     H = np.empty((len(volts), spec.n_nodes))
     R = np.empty_like(H)
     for s in range(0, len(volts), chunk):
         v = jnp.asarray(volts[s:s + chunk])
-        e = np.asarray(M.node_stimulus(graph, jnp.asarray(stims[s:s + chunk]), spec.n_nodes), np.float64)
+        stim = (M.visual_field(params, spec, graph, jnp.asarray(frames[s:s + chunk])) if spec.learns_field
+                else jnp.asarray(stims[s:s + chunk]))
+        e = np.asarray(M.node_stimulus(graph, stim, spec.n_nodes), np.float64)
         H[s:s + chunk] = np.asarray(M.edge_function(params, spec, v, params["a"]), np.float64)
         f = np.asarray(M._f_theta_of_voltage(params, spec, v, params["a"]), np.float64)
         R[s:s + chunk] = (np.asarray(target[s:s + chunk], np.float64) - f) / gain - e
@@ -122,7 +129,7 @@ def refit_edges(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, 
         raise ValueError("the end-of-training refit needs signal_model_name flyvis_A and update_type additive or gain")
     frames = spread_frames(len(data.train), min(n_frames, len(data.train)))
     H, R = edge_features(params, spec, graph, read_rows(data.train.voltage, frames),
-                         read_rows(data.train.stimulus, frames), read_rows(data.train.target, frames))
+                         read_rows(data.train.stimulus, frames), read_rows(data.train.target, frames), frames=frames)
     kept = np.ones(spec.n_edges, bool) if graph.learned_edges is None else np.asarray(graph.learned_edges) > 0
     b0 = M.neuron_bias(params)
     W, b, rms = edge_least_squares(H, R, graph.src, graph.dst, kept, params["W"],
