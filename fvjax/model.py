@@ -43,6 +43,9 @@ FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a
 # update rule -> f_theta's inputs besides the embedding (one table with the config's update_type)
 UPDATE_INPUTS = dict(UPDATE_TYPES.values())
 UPDATES = tuple(UPDATE_INPUTS)
+# update rule -> does the message enter the prediction linearly (times a per-neuron factor at most), so that
+# with the MLPs fixed the prediction is linear in W and a per-neuron constant (fvjax.train.refit.refit_edges)
+MESSAGE_LINEAR = {"generic": False, "additive": True, "gain": True}
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ class ModelSpec:
     def pairwise(self) -> bool:
         """g_phi sees both ends of the edge (flyvis_B), so it is evaluated per edge."""
         return VARIANTS[self.variant].pairwise
+
+    @property
+    def edge_refittable(self) -> bool:
+        """An edge-list W whose messages enter the update linearly (flyvis_A, additive or gain update): W and
+        a per-neuron constant can be solved by least squares with the MLPs fixed (``training.refit_at_end``)."""
+        return not self.all_to_all and not self.pairwise and MESSAGE_LINEAR[self.update]
 
     @property
     def all_to_all(self) -> bool:

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if spec.variant != "flyvis_A" or spec.update not in ("additive", "gain"):
+    if not spec.edge_refittable:
         print(f"error: {args.run}: the refit needs signal_model_name flyvis_A and update_type additive or gain; "
               f"this run has {spec.variant}, {spec.update}", file=sys.stderr)
         return 2

@@ -125,7 +125,7 @@ def refit_edges(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, 
     """(params, rms before / after): ``params`` with the edge-list W and a per-neuron constant input ``b`` set to their least-squares values
     (:func:`edge_least_squares`) over ``n_frames`` evenly spread training frames, given the learned g_phi,
     f_theta, f_gain and embeddings. Edges ``graph.learned_edges`` holds at 0 stay at 0. ``training.refit_at_end``."""
-    if spec.variant != "flyvis_A" or spec.update not in ("additive", "gain"):
+    if not spec.edge_refittable:
         raise ValueError("the end-of-training refit needs signal_model_name flyvis_A and update_type additive or gain")
     frames = spread_frames(len(data.train), min(n_frames, len(data.train)))
     H, R = edge_features(params, spec, graph, read_rows(data.train.voltage, frames),
