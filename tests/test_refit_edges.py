@@ -180,6 +180,10 @@ def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys):
     assert cli(["show", str(run_dir)]) == 0
     shown = capsys.readouterr().out
     assert f"before the end-of-training refit of W and b: connectivity_R2 {metrics['before_refit_connectivity_R2']:.4f}" in shown
+    assert main([str(run_dir), "--from-zero"]) == 0   # towards W = 0, b = 0: a different solve, the same trained column
+    zero = json.loads((run_dir / "refit_check.json").read_text())
+    assert zero["from_zero"] and zero["rms_before"] != pytest.approx(check["rms_before"], rel=1e-3)
+    assert json.dumps(zero["trained"]) == json.dumps(check["trained"])   # NaN-safe
     assert main([str(tmp_path / "nope")]) == 2
     assert main([str(run_dir), "--ridge", "-1"]) == 2
     assert "error" in capsys.readouterr().err

@@ -6,6 +6,7 @@ parameters before and after with the full evaluation; changes nothing in the run
 
     python -m experiments.refit runs/vrest/default_seed7
     python -m experiments.refit RUN --frames 16000 --ridge 1e-6
+    python -m experiments.refit RUN --from-zero --ridge 1e-5   # the ridge pulls towards W = 0, b = 0
 
 New runs get the refit from ``training.refit_at_end`` (in ``experiments.vrest``'s fvjax recipe); on such a
 run this command starts from the trained W (not RUN/refit.npz) and leaves RUN/refit.npz and metrics.json alone.
@@ -34,6 +35,8 @@ def main(argv=None) -> int:
                    help=f"training frames the refit solves over (default {defaults.refit_frames})")
     p.add_argument("--ridge", type=float, default=defaults.refit_ridge,
                    help=f"ridge relative to each neuron's mean Gram diagonal (default {defaults.refit_ridge:g})")
+    p.add_argument("--from-zero", action="store_true",
+                   help="pull the ridge towards W = 0 and b = 0 instead of the trained values")
     args = p.parse_args(argv)
     if args.frames < 1 or args.ridge < 0:
         print("error: --frames must be >= 1 and --ridge >= 0", file=sys.stderr)
@@ -52,10 +55,12 @@ def main(argv=None) -> int:
         print(f"error: {args.run}: the refit needs signal_model_name flyvis_A and update_type additive or gain; "
               f"this run has {spec.variant}, {spec.update}", file=sys.stderr)
         return 2
-    return _compare(run, params, spec, args.frames, args.ridge)
+    return _compare(run, params, spec, args.frames, args.ridge, args.from_zero)
 
 
-def _compare(run, params, spec, frames: int, ridge: float) -> int:
+def _compare(run, params, spec, frames: int, ridge: float, from_zero: bool = False) -> int:
+    import jax.numpy as jnp
+
     from fvjax.evaluate.report import atomic_write_text
     from fvjax.pipeline import evaluate_params
     from fvjax.train.loop import hold_silent
@@ -63,7 +68,9 @@ def _compare(run, params, spec, frames: int, ridge: float) -> int:
 
     cfg, data, graph = run.config, run.dataset, run.graph
     tick = time.time()
-    refit, (before, after) = refit_edges(params, spec, hold_silent(cfg, data, graph, spec), data, frames, ridge)
+    start = ({**{k: v for k, v in params.items() if k != "b"}, "W": jnp.zeros_like(params["W"])} if from_zero
+             else params)
+    refit, (before, after) = refit_edges(start, spec, hold_silent(cfg, data, graph, spec), data, frames, ridge)
     minutes = (time.time() - tick) / 60
     scores = {}
     for name, p in (("trained", params), ("refit", refit)):
@@ -72,9 +79,11 @@ def _compare(run, params, spec, frames: int, ridge: float) -> int:
     print(f"{'':22s}{'trained':>10s}{'refit':>10s}")
     for k in scores["trained"]:
         print(f"{k:22s}{scores['trained'][k]:10.4f}{scores['refit'][k]:10.4f}")
-    print(f"residual rms {before:.4g} -> {after:.4g}; refit over {frames} frames, ridge {ridge:g}, {minutes:.1f} min")
+    print(f"residual rms {before:.4g} -> {after:.4g}; refit over {frames} frames, ridge {ridge:g}"
+          f"{' towards 0' if from_zero else ''}, {minutes:.1f} min")
     out = Path(run.path) / "refit_check.json"
-    atomic_write_text(out, json.dumps({"frames": frames, "ridge": ridge, "rms_before": before, "rms_after": after,
-                               "refit_time_min": round(minutes, 2), **scores}, indent=1))
+    atomic_write_text(out, json.dumps({"frames": frames, "ridge": ridge, "from_zero": from_zero,
+                                       "rms_before": before, "rms_after": after,
+                                       "refit_time_min": round(minutes, 2), **scores}, indent=1))
     print(f"written {out}")
     return 0
