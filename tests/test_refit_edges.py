@@ -155,7 +155,13 @@ def test_recipe_run_refits_at_end_and_keeps_it(two_runs, capsys):
         assert rerun[key] == metrics[key], key
 
 
-def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys):
+def run_W(run_dir):
+    import fvjax
+
+    return fvjax.load_run(run_dir).params(refit=False)[0]["W"]
+
+
+def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys, monkeypatch):
     """python -m experiments.refit RUN: scores the trained and the refit parameters with the full evaluation
     into RUN/refit_check.json (the trained column is the run's before-refit state, the refit column with the
     recipe's settings is what metrics.json reports), leaves refit.npz alone; bad input exits 2."""
@@ -180,10 +186,15 @@ def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys):
     assert cli(["show", str(run_dir)]) == 0
     shown = capsys.readouterr().out
     assert f"before the end-of-training refit of W and b: connectivity_R2 {metrics['before_refit_connectivity_R2']:.4f}" in shown
-    assert main([str(run_dir), "--from-zero"]) == 0   # towards W = 0, b = 0: a different solve, the same trained column
+    import fvjax.train.refit as refit_module
+
+    starts, solve = [], refit_module.refit_edges
+    monkeypatch.setattr(refit_module, "refit_edges", lambda params, *rest: starts.append(params) or solve(params, *rest))
+    assert main([str(run_dir), "--from-zero"]) == 0   # the solve starts from (and its ridge pulls towards) W = 0, b = 0
     zero = json.loads((run_dir / "refit_check.json").read_text())
-    assert zero["from_zero"] and zero["rms_before"] != pytest.approx(check["rms_before"], rel=1e-3)
-    assert json.dumps(zero["trained"]) == json.dumps(check["trained"])   # NaN-safe
+    assert zero["from_zero"] and len(starts) == 1 and "b" not in starts[0]
+    assert not np.any(np.asarray(starts[0]["W"])) and np.any(np.asarray(run_W(run_dir)))
+    assert json.dumps(zero["trained"]) == json.dumps(check["trained"])   # the same trained column (NaN-safe)
     assert main([str(tmp_path / "nope")]) == 2
     assert main([str(run_dir), "--ridge", "-1"]) == 2
     assert "error" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """What the end-of-training refit (``training.refit_at_end``) gives on a finished run, or what other refit
-settings give on a run that had it: W and a per-neuron constant input b set to their least-squares values given the run's learned g_phi,
-f_theta, f_gain and embeddings (fvjax.train.refit.refit_edges; docs/training.md). Scores the run's
+settings give on a run that had it: W and a per-neuron constant input b set to their least-squares values
+given the run's learned g_phi, f_theta, f_gain and embeddings (fvjax.train.refit.refit_edges;
+docs/training.md). Scores the run's
 parameters before and after with the full evaluation; changes nothing in the run folder except
 ``RUN/refit_check.json``, which records both.
 

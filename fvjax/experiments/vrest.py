@@ -13,7 +13,8 @@ and noise, train the GNN, evaluate.
     python -m experiments.vrest --seed 7 --recurrent --time-step 3 --lr-update 2e-3 --W-L2 2.5e-6
 
 Writes runs/vrest/<preset>_seed<N>/ (<preset>_reference_seed<N>/ with --recipe reference): config.yaml, loss.csv, metrics_during.csv,
-during/ (recovery snapshots), checkpoints/, metrics.json, analysis.log, recovered.npz, per_type.csv,
+during/ (recovery snapshots), checkpoints/, refit.npz + refit.json (the recipe's end-of-training least-squares
+W and b), metrics.json, analysis.log, recovered.npz, per_type.csv,
 plots/*.png (per_type.png: the per-cell-type answer). Re-running the same command resumes; other
 settings in the same folder are refused. The dataset is shared by every run that needs the same data:
 runs/vrest/datasets/flyvis-<hash>/ (simulation.data_cache sets another folder).
