@@ -141,6 +141,9 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 # graph_model.update_type -> (fvjax.model update rule, f_theta inputs besides the embedding); "none" is
 # the reference's spelling of the additive rule
 UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1), "gain": ("gain", 1)}
+# update rule -> does the message enter the prediction linearly (times a per-neuron factor at most), so that
+# with the MLPs fixed the prediction is linear in W and a per-neuron constant (training.refit_at_end)
+MESSAGE_LINEAR = {"generic": False, "additive": True, "gain": True}
 # graph_model.g_phi_input -> does g_phi see the source's embedding
 G_PHI_INPUTS = {"voltage_embedding": True, "voltage": False}
 
@@ -367,7 +370,7 @@ class Config:
                               "signal_model_name: dense without low_rank_factorization (the prediction must be "
                               "linear in a full W); set it to 0 or change the model")
         if self.training.refit_at_end and (gm.signal_model_name != "flyvis_A"
-                                           or UPDATE_TYPES[gm.update_type][0] not in ("additive", "gain")):
+                                           or not MESSAGE_LINEAR[UPDATE_TYPES[gm.update_type][0]]):
             raise ConfigError("training.refit_at_end needs graph_model.signal_model_name: flyvis_A and update_type "
                               "additive or gain (the prediction must be linear in W and b); set it to false or "
                               "change the model")

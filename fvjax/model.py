@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import UPDATE_TYPES
+from .config import MESSAGE_LINEAR, UPDATE_TYPES
 from .nn import ACTIVATIONS, mlp_apply, mlp_init, siren_apply, siren_init  # noqa: F401 (re-exported)
 
 
@@ -43,9 +43,6 @@ FIELDS = {"none": False, "visual": True}     # ModelSpec.field -> is the input a
 # update rule -> f_theta's inputs besides the embedding (one table with the config's update_type)
 UPDATE_INPUTS = dict(UPDATE_TYPES.values())
 UPDATES = tuple(UPDATE_INPUTS)
-# update rule -> does the message enter the prediction linearly (times a per-neuron factor at most), so that
-# with the MLPs fixed the prediction is linear in W and a per-neuron constant (fvjax.train.refit.refit_edges)
-MESSAGE_LINEAR = {"generic": False, "additive": True, "gain": True}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fvjax import model as M
-from fvjax.config import ConfigError, load_config
+from fvjax.config import MESSAGE_LINEAR, ConfigError, load_config
 from fvjax.train.refit import edge_features, edge_least_squares
 
 
@@ -111,7 +111,7 @@ def test_refit_recovers_the_W_and_b_that_made_the_targets(update, field):
     ({"training.ema_decay": 0.99}, "ema_decay"),
 ])
 def test_refit_at_end_config_guards(changes, key):
-    assert set(M.MESSAGE_LINEAR) == set(M.UPDATES)   # every update rule says whether the refit applies
+    assert set(MESSAGE_LINEAR) == set(M.UPDATES)   # every update rule says whether the refit applies
     base = {"training.refit_at_end": True, "graph_model.update_type": "gain"}
     assert load_config(None, base).training.refit_at_end
     with pytest.raises(ConfigError, match=key):
