@@ -291,6 +291,10 @@ class TrainingConfig:
                               "constant input b to their least-squares values given the learned MLPs and "
                               "embeddings, each neuron on its own (flyvis_A, additive or gain update; "
                               "fvjax.train.refit.refit_edges; cached in RUN/refit.npz)")
+    refit_every: int = _opt(0, lo=0, doc="fvjax's own: also during training, every N iterations, set the edge-list W "
+                            "and the per-neuron constant b to their least-squares values (the refit_at_end solve, "
+                            "same frames and ridge) and go on training from there; adds b to the model (learned at "
+                            "lr_bias, 0 = moved by the refits only); 0 = off")
     refit_frames: int = _opt(4000, lo=1, doc="training frames (evenly spread) the end-of-training refit solves over")
     refit_ridge: float = _opt(1e-4, lo=0.0, doc="the end-of-training refit's ridge, relative to the mean diagonal of each "
                               "neuron's Gram matrix, towards the trained values")
@@ -328,6 +332,11 @@ class TrainingConfig:
     tensorboard: bool = _opt(False, doc="also write loss and recovery curves as TensorBoard events in "
                              "RUN/tensorboard (needs tensorboardX)")
 
+    @property
+    def neuron_bias(self) -> bool:
+        """Whether the model has the per-neuron constant input b (learned at lr_bias, or set by refit_every)."""
+        return self.lr_bias > 0 or self.refit_every > 0
+
     def __post_init__(self):
         if self.recurrent_training and self.neural_ODE_training:
             raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
@@ -338,6 +347,9 @@ class TrainingConfig:
         if self.ema_decay > 0 and self.refit_at_end:
             raise ConfigError("training.ema_decay and training.refit_at_end are both set: the refit solves for the last "
                               "iterate's W and b, not the average's; set ema_decay=0 or refit_at_end=false")
+        if self.ema_decay > 0 and self.refit_every:
+            raise ConfigError("training.ema_decay and training.refit_every are both set: a refit replaces W and b, so "
+                              "the running average would mix parameters from before and after it; set one to 0")
         if self.centre_W and not self.lr_bias > 0:
             raise ConfigError("training.centre_W steps W together with the per-neuron constant b, which exists only "
                               "when training.lr_bias > 0; set training.lr_bias (e.g. 3e-3) or centre_W=false")
@@ -369,10 +381,10 @@ class Config:
             raise ConfigError("training.W_refit_every needs graph_model.update_type: additive and "
                               "signal_model_name: dense without low_rank_factorization (the prediction must be "
                               "linear in a full W); set it to 0 or change the model")
-        if self.training.refit_at_end and (gm.signal_model_name != "flyvis_A"
-                                           or not MESSAGE_LINEAR[UPDATE_TYPES[gm.update_type][0]]):
-            raise ConfigError("training.refit_at_end needs graph_model.signal_model_name: flyvis_A and update_type "
-                              "additive or gain (the prediction must be linear in W and b); set it to false or "
+        refits = [k for k in ("refit_at_end", "refit_every") if getattr(self.training, k)]
+        if refits and (gm.signal_model_name != "flyvis_A" or not MESSAGE_LINEAR[UPDATE_TYPES[gm.update_type][0]]):
+            raise ConfigError(f"training.{refits[0]} needs graph_model.signal_model_name: flyvis_A and update_type "
+                              "additive or gain (the prediction must be linear in W and b); set it off or "
                               "change the model")
 
     def replace(self, **changes) -> "Config":

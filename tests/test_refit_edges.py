@@ -198,3 +198,60 @@ def test_refit_command_on_a_finished_run(two_runs, tmp_path, capsys, monkeypatch
     assert main([str(tmp_path / "nope")]) == 2
     assert main([str(run_dir), "--ridge", "-1"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_refit_every_sets_W_and_b_to_the_solve_and_training_goes_on(two_runs, tmp_path):
+    """training.refit_every: at iteration 4 of 8 W and b are what refit_edges gives for the parameters a run
+    without it has at 4 (same seed, so the same steps up to there); the check at 4 sees them, refits.csv
+    records the solve, b (lr_bias 0) stays where the refit put it while the other parameters go on learning,
+    and no refit is made at the last iteration (refit_at_end's job)."""
+    import csv
+
+    import fvjax
+    from fvjax.train import fit
+    from fvjax.train.loop import model_spec, training_graph
+    from fvjax.train.refit import refit_edges
+
+    run = fvjax.load_run(two_runs[0])
+    base = {"training.n_iter": 8, "training.steps_per_call": 4, "training.eval_every": 4, "training.eval_budget": 1.0,
+            "training.refit_at_end": False}
+    seen = {}
+
+    def grab(tag):
+        return lambda p, it: seen.setdefault(tag, {}).__setitem__(it, jax.tree.map(np.asarray, p)) or {}
+
+    plain_cfg = run.config.replace(**base)
+    fit(plain_cfg, run.dataset, run.graph, tmp_path / "plain", progress=False, on_eval=grab("plain"))
+    cfg = run.config.replace(**base, **{"training.refit_every": 4})
+    assert cfg.training.neuron_bias and not plain_cfg.training.neuron_bias
+    fit(cfg, run.dataset, run.graph, tmp_path / "every", progress=False, on_eval=grab("every"))
+
+    spec = model_spec(plain_cfg, run.dataset.train.voltage.shape[1], int(run.graph.src.shape[0]))
+    graph = training_graph(plain_cfg, run.dataset, run.graph, spec)
+    want, (before, after) = refit_edges(jax.tree.map(jnp.asarray, seen["plain"][4]), spec, graph, run.dataset,
+                                        cfg.training.refit_frames, cfg.training.refit_ridge)
+    got = seen["every"][4]
+    np.testing.assert_allclose(got["W"], np.asarray(want["W"]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got["b"], np.asarray(want["b"]), rtol=1e-5, atol=1e-7)
+    assert np.abs(got["b"]).max() > 1e-4 and not np.allclose(got["W"], seen["plain"][4]["W"])
+    np.testing.assert_array_equal(got["f_theta"][0]["w"], seen["plain"][4]["f_theta"][0]["w"])
+    with open(tmp_path / "every" / "refits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [4]
+    assert float(rows[0]["rms_after"]) == pytest.approx(after, rel=1e-4) and after < before
+    last = seen["every"][8]
+    np.testing.assert_array_equal(last["b"], got["b"])          # lr_bias 0: only the refits move b
+    assert not np.allclose(last["W"], got["W"])                  # W goes on learning by gradient
+    assert not np.array_equal(last["f_theta"][0]["w"], got["f_theta"][0]["w"])
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"graph_model.signal_model_name": "dense"}, "refit_every"),
+    ({"graph_model.update_type": "generic"}, "refit_every"),
+    ({"training.ema_decay": 0.99}, "refit_every"),
+])
+def test_refit_every_config_guards(changes, key):
+    base = {"training.refit_every": 1000, "graph_model.update_type": "gain"}
+    assert load_config(None, base).training.neuron_bias
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, {**base, **changes})

@@ -24,7 +24,7 @@ from .cadence import EvalCadence
 from .checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from .losses import Batch, SeqBatch, coefficients
 from .optim import fresh_moments, make_optimizer
-from .refit import refit_W
+from .refit import refit_edges, refit_W
 from .snap import GRID_FRAMES, SNAPS, frozen_groups, record_snap, snap_due
 from .ode import ODEConfig
 from .step import StepConfig, init_state, make_steps
@@ -59,7 +59,7 @@ def model_spec(cfg: Config, n_nodes: int, n_edges: int) -> M.ModelSpec:
                        w_init_mode=tr.w_init_mode, w_init_scale=tr.w_init_scale, field=gm.field_type,
                        low_rank=gm.low_rank if gm.low_rank_factorization else 0,
                        siren_hidden=gm.hidden_dim_nnr_f, siren_layers=gm.n_layers_nnr_f, omega=gm.omega_f,
-                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period, neuron_bias=tr.lr_bias > 0)
+                       xy_period=gm.nnr_f_xy_period, T_period=gm.nnr_f_T_period, neuron_bias=tr.neuron_bias)
 
 
 def gather_block(data: Dataset, idx: np.ndarray, time_step: int, recurrent: bool):
@@ -116,6 +116,7 @@ def _restore(run_dir: Path, resume: bool, state, n_iter: int) -> tuple:
     epoch, it = meta["epoch"], meta["iteration"]
     _truncate_log(run_dir / "loss.csv", epoch, it)
     _truncate_checks(run_dir / "metrics_during.csv", epoch * n_iter + it)
+    _truncate_checks(run_dir / "refits.csv", epoch * n_iter + it)
     return state, epoch, it, meta["wall_time_s"]
 
 
@@ -177,8 +178,17 @@ class _Loop:
     def block_size(self, it: int) -> int:
         """Steps until the next grid point (epoch end, check, W refit), at most ``steps_per_call``."""
         tr = self.cfg.training
-        grids = [self.cadence.every] + ([tr.W_refit_every] if tr.W_refit_every else [])
+        grids = [self.cadence.every] + [g for g in (tr.W_refit_every, tr.refit_every) if g]
         return min(tr.steps_per_call, self.n_iter - it, *(g - it % g for g in grids))
+
+    def refit(self, params: dict, step: int) -> dict:
+        """``params`` with W and b at their least-squares values (``training.refit_every``; the solve of
+        ``refit_at_end``); the residual's rms before and after goes to ``refits.csv``."""
+        tr = self.cfg.training
+        tick = time.time()
+        params, (before, after) = refit_edges(params, self.spec, self.graph, self.data, tr.refit_frames, tr.refit_ridge)
+        self.log.refit(step, before, after, time.time() - tick)
+        return params
 
     def checks(self, state, step: int) -> dict:
         """The recovery check of the model's parameters; with parameter averaging also that of the last
@@ -195,6 +205,8 @@ class _Loop:
         if tr.W_refit_every and it % tr.W_refit_every == 0:
             state = state._replace(params=refit_W(state.params, self.spec, self.graph, self.data,
                                                   tr.W_refit_frames, tr.W_refit_ridge))
+        if tr.refit_every and it % tr.refit_every == 0 and step < tr.n_epochs * self.n_iter:
+            state = state._replace(params=self.refit(state.params, step))
         if self.cadence.due(it):
             tick = time.time()
             self.log.metrics(self.checks(state, step), step)
@@ -440,6 +452,14 @@ class TrainingLog:
         if self._board is not None:
             for name, v in values.items():
                 self._board.add_scalar(f"recovery/{name}", float(v), iteration)
+
+    def refit(self, step: int, rms_before: float, rms_after: float, seconds: float) -> None:
+        """One row of ``refits.csv`` (``training.refit_every``)."""
+        path = self.run_dir / "refits.csv"
+        new = not path.exists()
+        with open(path, "a") as f:
+            f.write(("iteration,rms_before,rms_after,seconds\n" if new else "")
+                    + f"{step},{rms_before:.6g},{rms_after:.6g},{seconds:.1f}\n")
 
     def flush(self) -> None:
         if self._file is not None:

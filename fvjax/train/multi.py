@@ -39,6 +39,7 @@ def check_same_but_seeds(cfgs: list[Config]) -> None:
             raise ConfigError(f"vmapped seeds must differ only in their seeds; these differ: {', '.join(differ)}")
     tr, sim = cfgs[0].training, cfgs[0].simulation
     unsupported = {"training.sparsity": tr.sparsity != "none", "training.W_refit_every": tr.W_refit_every > 0,
+                   "training.refit_every": tr.refit_every > 0,
                    "training.centre_W": tr.centre_W,
                    "simulation.measurement_noise_level": sim.measurement_noise_level > 0}
     bad = [k for k, on in unsupported.items() if on]

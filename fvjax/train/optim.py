@@ -16,10 +16,10 @@ GROUPS = ("W", "g_phi", "f_theta", "a", "NNR_f", "b")
 
 def group_lrs(cfg: TrainingConfig) -> dict[str, float]:
     """Learning rate per parameter group. The per-neuron bias ``b`` is a group only when it exists
-    (``lr_bias`` > 0), so the optimizer state of a run without it is what it always was."""
+    (``TrainingConfig.neuron_bias``), so the optimizer state of a run without it is what it always was."""
     lrs = {"W": cfg.lr_W, "g_phi": cfg.lr, "a": cfg.lr_embedding,
            "f_theta": cfg.learning_rate_update_start or cfg.lr, "NNR_f": cfg.learning_rate_NNR_f}
-    return {**lrs, "b": cfg.lr_bias} if cfg.lr_bias > 0 else lrs
+    return {**lrs, "b": cfg.lr_bias} if cfg.neuron_bias else lrs
 
 
 def lr_multiplier(cfg: TrainingConfig, base: float, floor: float):
