@@ -99,25 +99,33 @@ def edge_least_squares(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 
     ``training.hold_silent_sources`` holds them), with
     lam_i = ``ridge`` (+ 1e-12) times the mean diagonal of neuron i's Gram matrix: directions the frames do not
     determine stay where they were. H, R: (T, N); W0 (E,), b0 (N,) -> (W, b, rms): float64, and the root mean
-    square of the residual R - messages - b over all neurons and frames before and after."""
-    H, R = np.asarray(H, np.float64), np.asarray(R, np.float64)
+    square of the residual R - messages - b over all neurons and frames before and after.
+
+    Targets of equal in-degree d are solved together: their regressors are gathered as rows of H^T, (m, d + 1, T)
+    with a row of ones for b, and the Gram matrices formed by one batched product (``np.einsum`` with
+    ``optimize``, which runs it as BLAS products; numpy's plain batched einsum / matmul over a transposed
+    operand was ~40x slower here, benchmarks/refit.py)."""
+    HT = np.ascontiguousarray(np.asarray(H, np.float64).T)          # (N, T): a target's sources are rows
+    RT = np.ascontiguousarray(np.asarray(R, np.float64).T)
     kept = np.asarray(kept, bool)
     src, W, b = np.asarray(src), np.where(kept, np.asarray(W0, np.float64), 0.0), np.array(b0, np.float64)
-    T, ss = len(H), np.zeros(2)
+    T, ss = HT.shape[1], np.zeros(2)
     for d, (targets, edges) in _by_degree(np.asarray(dst), kept, len(b)).items():
         step = max(block // (T * (d + 1)), 1)
         for s in range(0, len(targets), step):
             tg, ed = targets[s:s + step], edges[s:s + step]
-            X = np.concatenate([H[:, src[ed]], np.ones((T, len(tg), 1))], -1)      # (T, m, d + 1)
-            x0 = np.concatenate([W[ed], b[tg, None]], -1)                          # (m, d + 1)
-            G = np.einsum("tmi,tmj->mij", X, X)
-            resid = R[:, tg] - np.einsum("tmi,mi->tm", X, x0)
+            X = np.concatenate([HT[src[ed]], np.ones((len(tg), 1, T))], 1)          # (m, d + 1, T)
+            x0 = np.concatenate([W[ed], b[tg, None]], -1)                           # (m, d + 1)
+            G = np.einsum("mit,mjt->mij", X, X, optimize=True)
+            resid = RT[tg] - np.einsum("mi,mit->mt", x0, X, optimize=True)
             lam = (ridge + 1e-12) * np.trace(G, axis1=1, axis2=2) / (d + 1)   # 1e-12: a duplicate or silent column
-            step_ = np.linalg.solve(G + lam[:, None, None] * np.eye(d + 1), np.einsum("tmi,tm->mi", X, resid)[..., None])
-            sol = x0 + step_[..., 0]
+            rhs = np.einsum("mit,mt->mi", X, resid, optimize=True)
+            step_ = np.linalg.solve(G + lam[:, None, None] * np.eye(d + 1), rhs[..., None])[..., 0]
+            sol = x0 + step_
             W[ed], b[tg] = sol[:, :d], sol[:, d]
-            ss += [np.sum(resid**2), np.sum((resid - np.einsum("tmi,mi->tm", X, step_[..., 0]))**2)]
-    return W, b, tuple(np.sqrt(ss / R.size))
+            after = resid - np.einsum("mi,mit->mt", step_, X, optimize=True)
+            ss += [np.sum(resid**2), np.sum(after**2)]
+    return W, b, tuple(np.sqrt(ss / RT.size))
 
 
 def refit_edges(params: dict, spec: M.ModelSpec, graph: M.Graph, data: Dataset, n_frames: int,
