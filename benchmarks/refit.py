@@ -2,9 +2,10 @@
 first version, kept here as the baseline: the same per-target ridge solve with the Gram matrices formed by
 numpy's plain batched einsum over (T, m, d + 1) gathers. Full extent-8 graph, random H and R of T frames,
 5 % of the edges held; both in this process, alternated; prints seconds, the ratio and the largest
-difference of the solutions.
+difference of the solutions. With ``--features``: the regressors' forward pass (g_phi and f_theta over
+(frames, N)) op by op against the jitted functions fvjax.train.refit uses, default model, random voltages.
 
-    python benchmarks/refit.py [--frames 1000] [--rounds 2]
+    python benchmarks/refit.py [--frames 1000] [--rounds 2] [--features]
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--features", action="store_true", help="time the forward pass instead of the solve")
     args = p.parse_args()
+    if args.features:
+        return features(args.frames, args.rounds)
     conn = build_connectome(8)
     src, dst = np.asarray(conn.edge_src), np.asarray(conn.edge_dst)
     rng = np.random.default_rng(0)
@@ -69,6 +73,35 @@ def main() -> None:
         print(f"{k:9s} {v:8.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in times[k])})")
     print(f"speed-up {med['baseline'] / med['fvjax']:.1f}x; max |dW| {np.abs(new[0] - ref[0]).max():.2e}, "
           f"max |db| {np.abs(new[1] - ref[1]).max():.2e}, rms {new[2]} vs {ref[2]}")
+
+
+def features(frames: int, rounds: int) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    from fvjax import model as M
+    from fvjax.config import load_config
+    from fvjax.train import model_spec
+    from fvjax.train import refit as fr
+
+    conn = build_connectome(8)
+    spec = model_spec(load_config(None, {"graph_model.update_type": "gain"}), conn.n_nodes, conn.n_edges)
+    params = M.init(jax.random.PRNGKey(0), spec)
+    v = jnp.asarray(np.random.default_rng(0).normal(0.5, 0.5, (frames, conn.n_nodes)), jnp.float32)
+    pairs = {"eager": (M.edge_function, M._f_theta_of_voltage), "jit": (fr._edge_function, fr._f_theta_of_voltage)}
+    for g, f in pairs.values():   # compile and warm up
+        np.asarray(g(params, spec, v, params["a"])), np.asarray(f(params, spec, v, params["a"]))
+    times, out = {k: [] for k in pairs}, {}
+    for r in range(rounds):
+        for name in list(pairs)[:: 1 if r % 2 == 0 else -1]:
+            g, f = pairs[name]
+            tick = time.perf_counter()
+            out[name] = (np.asarray(g(params, spec, v, params["a"])), np.asarray(f(params, spec, v, params["a"])))
+            times[name].append(time.perf_counter() - tick)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"g_phi + f_theta over ({frames}, {conn.n_nodes}): eager {med['eager']:.2f} s, jit {med['jit']:.2f} s, "
+          f"speed-up {med['eager'] / med['jit']:.1f}x; identical: "
+          f"{all(np.array_equal(a, b) for a, b in zip(out['eager'], out['jit']))}")
 
 
 if __name__ == "__main__":
