@@ -142,7 +142,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
 # the reference's spelling of the additive rule
 UPDATE_TYPES = {"generic": ("generic", 3), "additive": ("additive", 1), "none": ("additive", 1), "gain": ("gain", 1)}
 # update rule -> does the message enter the prediction linearly (times a per-neuron factor at most), so that
-# with the MLPs fixed the prediction is linear in W and a per-neuron constant (training.refit_at_end)
+# with the MLPs fixed the prediction is linear in W and a per-neuron constant (training.refit_at_end, refit_every)
 MESSAGE_LINEAR = {"generic": False, "additive": True, "gain": True}
 # graph_model.g_phi_input -> does g_phi see the source's embedding
 G_PHI_INPUTS = {"voltage_embedding": True, "voltage": False}
@@ -341,15 +341,15 @@ class TrainingConfig:
         if self.recurrent_training and self.neural_ODE_training:
             raise ConfigError("training.recurrent_training and training.neural_ODE_training are both true; "
                               "choose one (Euler unrolls or an ODE solver)")
-        if self.ema_decay > 0 and self.W_refit_every:
-            raise ConfigError("training.ema_decay and training.W_refit_every are both set: a refit replaces W, so "
-                              "the running average would mix two solutions; set one of them to 0")
-        if self.ema_decay > 0 and self.refit_at_end:
-            raise ConfigError("training.ema_decay and training.refit_at_end are both set: the refit solves for the last "
-                              "iterate's W and b, not the average's; set ema_decay=0 or refit_at_end=false")
-        if self.ema_decay > 0 and self.refit_every:
-            raise ConfigError("training.ema_decay and training.refit_every are both set: a refit replaces W and b, so "
-                              "the running average would mix parameters from before and after it; set one to 0")
+        refits = {"W_refit_every": "a refit replaces W, so the running average would mix two solutions; set one of "
+                                   "them to 0",
+                  "refit_at_end": "the refit solves for the last iterate's W and b, not the average's; set "
+                                  "ema_decay=0 or refit_at_end=false",
+                  "refit_every": "a refit replaces W and b, so the running average would mix parameters from before "
+                                 "and after it; set one to 0"}
+        for key, why in refits.items():
+            if self.ema_decay > 0 and getattr(self, key):
+                raise ConfigError(f"training.ema_decay and training.{key} are both set: {why}")
         if self.centre_W and not self.lr_bias > 0:
             raise ConfigError("training.centre_W steps W together with the per-neuron constant b, which exists only "
                               "when training.lr_bias > 0; set training.lr_bias (e.g. 3e-3) or centre_W=false")

@@ -109,8 +109,8 @@ def edge_least_squares(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 
 
     Targets of equal in-degree d are solved together: their regressors are gathered as rows of H^T, (m, d + 1, T)
     with a row of ones for b, and the Gram matrices formed by one batched product (``np.einsum`` with
-    ``optimize``, which runs it as BLAS products; numpy's plain batched einsum / matmul over a transposed
-    operand was ~40x slower here, benchmarks/refit.py)."""
+    ``optimize``, which runs it as BLAS products; numpy's plain batched einsum on (T, m, d + 1) gathers was
+    ~7x slower on the full graph, benchmarks/refit.py)."""
     HT = np.ascontiguousarray(np.asarray(H, np.float64).T)          # (N, T): a target's sources are rows
     RT = np.ascontiguousarray(np.asarray(R, np.float64).T)
     kept = np.asarray(kept, bool)
