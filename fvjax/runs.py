@@ -125,7 +125,8 @@ class Run:
 
 
 def per_type_table(rec: dict, nodes, gt):
-    """One row per cell type: true and learned tau and V_rest (median over the type's neurons), the
+    """One row per cell type: true and learned tau and V_rest (median over the type's neurons; also
+    ``V_rest_offset`` where ``rec`` has it), the
     R^2 of the corrected W into the type, and the cluster most of its neurons landed in with that
     cluster's share of them. ``rec``: the recovered arrays (recovered.npz)."""
     import pandas as pd
@@ -142,6 +143,8 @@ def per_type_table(rec: dict, nodes, gt):
                      float(np.median(gt.V_rest[mine])), float(np.median(rec["V_rest"][mine])),
                      float(w_r2[t]), int(values[counts.argmax()]), float(counts.max() / counts.sum())))
     table = pd.DataFrame(rows, columns=list(PER_TYPE_COLUMNS))
+    if "V_rest_offset" in rec:   # the probe at the message's constant part (docs/metrics.md)
+        table["V_rest_offset"] = [float(np.median(np.asarray(rec["V_rest_offset"])[types == t])) for t in range(len(names))]
     for name, learned in PARAMETER_COLUMNS.items():   # ground truths with more per-neuron parameters (PDE_N2)
         if learned in rec and hasattr(gt, name):
             table[f"{name}_true"] = [float(np.median(np.asarray(getattr(gt, name))[types == t])) for t in range(len(names))]
@@ -168,7 +171,7 @@ def load_run(path: str | Path) -> Run:
 
 
 SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_data", "V_rest_R2",
-                   "V_rest_R2_data", "cluster_accuracy", "test_R2", "test_pearson", "training_time_min")
+                   "V_rest_R2_data", "V_rest_R2_offset", "cluster_accuracy", "test_R2", "test_pearson", "training_time_min")
 
 
 def compare_runs(paths, metrics: tuple[str, ...] = SUMMARY_METRICS):

@@ -120,6 +120,16 @@ def test_recovered_parameters_on_linear_model():
         np.testing.assert_allclose(rec["v_gain"], s, rtol=1e-9)
         np.testing.assert_allclose(rec["W_data"], expect, rtol=1e-8)
         np.testing.assert_allclose(rec["V_rest_data"], -o / s, rtol=1e-8)
+        # the line's intercept at v = 0 (a linear g_phi: its value there), and the constant part of each
+        # target's message it implies, summed edge by edge; V_rest_offset probes f_theta at that message
+        alpha = np.where(mu + sd > 0, a @ gw[1:3] + gb, 0.0)
+        np.testing.assert_allclose(rec["g_intercept"], alpha, rtol=1e-8, atol=1e-12)
+        offset = np.zeros(conn.n_nodes)
+        for w, j, i in zip(np.asarray(params["W"]), src, np.asarray(graph.dst)):
+            offset[i] += w * alpha[j]
+        assert np.abs(offset).max() > 1e-2   # not all zero: the check below can fail
+        np.testing.assert_allclose(rec["msg_offset"], offset, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(rec["V_rest_offset"], -(o + fw[3] * offset) / s, rtol=1e-8)
 
 
 def test_data_partials_match_finite_differences():

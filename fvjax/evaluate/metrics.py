@@ -74,8 +74,9 @@ def f_theta_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
 
 
 @partial(jax.jit, static_argnames=("spec", "n_points", "chunk"))
-def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
-    """Slope r_j of g_phi([r, a_j])^2 over r in [max(mu-2sd, 0), mu+2sd]; 1 where mu+sd <= 0."""
+def g_phi_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
+    """Slope r_j and intercept at v = 0, alpha_j, of the line fitted to g_phi([r, a_j])^2 over
+    r in [max(mu-2sd, 0), mu+2sd]; (1, 0) where mu+sd <= 0."""
     grid = jnp.linspace(0.0, 1.0, n_points)
 
     def block(args):
@@ -86,10 +87,34 @@ def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chu
             h = M.edge_function(params, spec, r, a[:, None, :])
         else:  # flyvis_B probe [0, r, a_j, a_j]
             h = M.pair_edge_function(params, spec, jnp.zeros_like(r), r, a[:, None, :], a[:, None, :])
-        return _linear_fit(r, h)[0]
+        return _linear_fit(r, h)
 
-    slopes = _chunked(block, (mu, sigma, params["a"]), chunk)
-    return jnp.where(mu + sigma > 0, slopes, 1.0)
+    slopes, intercepts = _chunked(block, (mu, sigma, params["a"]), chunk)
+    active = mu + sigma > 0
+    return jnp.where(active, slopes, 1.0), jnp.where(active, intercepts, 0.0)
+
+
+def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
+    """Slope r_j of g_phi([r, a_j])^2 over r in [max(mu-2sd, 0), mu+2sd]; 1 where mu+sd <= 0."""
+    return g_phi_fits(params, spec, mu, sigma, n_points, chunk)[0]
+
+
+def message_offset(W, alpha, src, dst, n: int) -> np.ndarray:
+    """sum_j W_ij alpha_j per target i: the part of the learned message that is constant once each
+    source's g_phi^2 is the line r_j v + alpha_j that W* reads its slope from."""
+    return np.bincount(np.asarray(dst), np.asarray(W, np.float64) * np.asarray(alpha, np.float64)[np.asarray(src)],
+                       minlength=n)
+
+
+def rest_potentials(params, spec: M.ModelSpec, mu, sigma, offset=None) -> np.ndarray:
+    """V_rest_i = -o_i / s_i of f_theta's line (f_theta_fits), probed at msg = b_i (+ ``offset``_i)."""
+    if offset is not None:
+        bias = M.neuron_bias(params)
+        params = {**params, "b": jnp.asarray(offset if bias is None else np.asarray(bias, np.float64) + offset,
+                                              params["a"].dtype)}
+    s, o = (np.asarray(x, np.float64) for x in f_theta_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s != 0, -o / s, 1.0), s
 
 
 def _chunked(fn, arrays, chunk):
@@ -148,11 +173,9 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     e = 0 (``f_slope``); ``W_data`` divides by the median voltage partial at the data instead
     (``v_gain``), so both derivatives come from where f_theta was trained; ``V_rest_data`` extrapolates
     linearly from the data with those partials instead of evaluating f_theta at msg = 0 (docs/metrics.md)."""
-    s, o = (np.asarray(x, np.float64) for x in f_theta_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
+    v_rest, s = rest_potentials(params, spec, mu, sigma)
     tau = tau_from_slope(s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v_rest = np.where(s != 0, -o / s, 1.0)
-    r = np.asarray(g_phi_slopes(params, spec, jnp.asarray(mu), jnp.asarray(sigma)), np.float64)
+    r, alpha = (np.asarray(x, np.float64) for x in g_phi_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
     at = {k: np.asarray(x, np.float64) for k, x in
           data_partials(params, spec, graph, jnp.asarray(voltage), jnp.asarray(stimulus)).items()}
     gain, v_gain = np.median(at["d_msg"], 0), np.median(at["d_v"], 0)
@@ -163,9 +186,12 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     v_rest_data = np.nanmedian(np.where(np.isfinite(v_zero), v_zero, np.nan), 0)
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     W = M.weights(params, spec)
+    offset = message_offset(W, alpha, src, dst, spec.n_nodes)
     return {"tau": tau, "V_rest": v_rest, "W": corrected_weights(W, gain, r, s, src, dst),
             "W_data": corrected_weights(W, gain, r, v_gain, src, dst),
-            "V_rest_data": v_rest_data, "f_slope": s, "g_slope": r, "msg_gain": gain, "v_gain": v_gain}
+            "V_rest_offset": rest_potentials(params, spec, mu, sigma, offset)[0], "msg_offset": offset,
+            "V_rest_data": v_rest_data, "f_slope": s, "g_slope": r, "g_intercept": alpha, "msg_gain": gain,
+            "v_gain": v_gain}
 
 
 def _edge_stats(values, index, n):

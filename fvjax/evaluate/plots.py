@@ -116,7 +116,7 @@ def loss_curves(history: list[dict], during: list[dict] | None = None):
     ax_l.set_ylabel("loss term")
     if history:
         ax_l.legend(fontsize=7, frameon=False)
-    for key in ("connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2", "V_rest_R2_data",
+    for key in ("connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2", "V_rest_R2_data", "V_rest_R2_offset",
                 "connectivity_r2", "tau_r2", "vrest_r2"):   # (lower case: runs written before 2026-12-01)
         if during and key in during[0]:
             ax_m.plot([d["iteration"] for d in during], [d[key] for d in during], marker="o", label=key)

@@ -64,7 +64,8 @@ def quick_metrics(params, spec, graph, data: Dataset, gt: GroundTruth, save_to: 
            "connectivity_R2_data": MT.r2_filtered(gt.W, rec["W_data"])[0],
            "tau_R2": MT.r2_affine(gt.tau, rec["tau"])[0],
            "V_rest_R2": MT.r2_affine(gt.V_rest, rec["V_rest"])[0],
-           "V_rest_R2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0]}
+           "V_rest_R2_data": MT.r2_affine(gt.V_rest, rec["V_rest_data"])[0],
+           "V_rest_R2_offset": MT.r2_affine(gt.V_rest, rec["V_rest_offset"])[0]}
     out.update({k: v for k, v in network_scores(params, spec, data, gt)[0].items() if k in out})
     if spec.learns_field:
         out["field_R2"] = field_scores(params, spec, graph, data)["field_R2"]
@@ -114,6 +115,7 @@ def evaluate(params, spec: M.ModelSpec, graph: M.Graph, data: Dataset, conn: Con
     out["W_raw_R2"] = MT.r2_affine(gt.W, W_raw)[0]
     out["tau_R2"] = MT.r2_affine(gt.tau, rec["tau"])[0]
     out["V_rest_R2"] = MT.r2_affine(gt.V_rest, rec["V_rest"])[0]
+    out["V_rest_R2_offset"] = MT.r2_affine(gt.V_rest, rec["V_rest_offset"])[0]
     extra, extra_arrays = network_scores(params, spec, data, gt)
     out.update(extra)
     rec.update(extra_arrays)

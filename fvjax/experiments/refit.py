@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-KEYS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2", "V_rest_R2_data", "cluster_accuracy",
+KEYS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "V_rest_R2", "V_rest_R2_data", "V_rest_R2_offset",
+        "cluster_accuracy",
         "test_R2", "test_pearson")
 
 
