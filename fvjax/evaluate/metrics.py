@@ -106,8 +106,9 @@ def message_offset(W, alpha, src, dst, n: int) -> np.ndarray:
                        minlength=n)
 
 
-def rest_potentials(params, spec: M.ModelSpec, mu, sigma, offset=None) -> np.ndarray:
-    """V_rest_i = -o_i / s_i of f_theta's line (f_theta_fits), probed at msg = b_i (+ ``offset``_i)."""
+def rest_potentials(params, spec: M.ModelSpec, mu, sigma, offset=None) -> tuple[np.ndarray, np.ndarray]:
+    """(V_rest, s): V_rest_i = -o_i / s_i of f_theta's line (f_theta_fits), probed at msg = b_i
+    (+ ``offset``_i), and the slope s_i."""
     if offset is not None:
         bias = M.neuron_bias(params)
         params = {**params, "b": jnp.asarray(offset if bias is None else np.asarray(bias, np.float64) + offset,
@@ -172,7 +173,9 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     ``W`` is the reference's correction, which divides by f_theta's voltage slope probed at msg = 0,
     e = 0 (``f_slope``); ``W_data`` divides by the median voltage partial at the data instead
     (``v_gain``), so both derivatives come from where f_theta was trained; ``V_rest_data`` extrapolates
-    linearly from the data with those partials instead of evaluating f_theta at msg = 0 (docs/metrics.md)."""
+    linearly from the data with those partials instead of evaluating f_theta at msg = 0; ``V_rest_offset``
+    probes at the message's constant part, sum_j W_ij alpha_j (``msg_offset``; alpha_j: ``g_intercept``, the
+    intercept of the line whose slope W* uses) instead of 0 (docs/metrics.md)."""
     v_rest, s = rest_potentials(params, spec, mu, sigma)
     tau = tau_from_slope(s)
     r, alpha = (np.asarray(x, np.float64) for x in g_phi_fits(params, spec, jnp.asarray(mu), jnp.asarray(sigma)))
