@@ -181,6 +181,11 @@ class _Loop:
         grids = [self.cadence.every] + [g for g in (tr.W_refit_every, tr.refit_every) if g]
         return min(tr.steps_per_call, self.n_iter - it, *(g - it % g for g in grids))
 
+    def solve_due(self, epoch: int, it: int) -> bool:
+        """Whether ``training.refit_every`` solves for W and b after iteration ``it`` (never after the last)."""
+        tr = self.cfg.training
+        return bool(tr.refit_every) and it % tr.refit_every == 0 and epoch * self.n_iter + it < tr.n_epochs * self.n_iter
+
     def refit(self, params: dict, step: int) -> dict:
         """``params`` with W and b at their least-squares values (``training.refit_every``; the solve of
         ``refit_at_end``); the residual's rms before and after goes to ``refits.csv``."""
@@ -205,7 +210,7 @@ class _Loop:
         if tr.W_refit_every and it % tr.W_refit_every == 0:
             state = state._replace(params=refit_W(state.params, self.spec, self.graph, self.data,
                                                   tr.W_refit_frames, tr.W_refit_ridge))
-        if tr.refit_every and it % tr.refit_every == 0 and step < tr.n_epochs * self.n_iter:
+        if self.solve_due(epoch, it):
             state = state._replace(params=self.refit(state.params, step))
         if self.cadence.due(it):
             tick = time.time()

@@ -39,7 +39,6 @@ def check_same_but_seeds(cfgs: list[Config]) -> None:
             raise ConfigError(f"vmapped seeds must differ only in their seeds; these differ: {', '.join(differ)}")
     tr, sim = cfgs[0].training, cfgs[0].simulation
     unsupported = {"training.sparsity": tr.sparsity != "none", "training.W_refit_every": tr.W_refit_every > 0,
-                   "training.refit_every": tr.refit_every > 0,
                    "training.centre_W": tr.centre_W,
                    "simulation.measurement_noise_level": sim.measurement_noise_level > 0}
     bad = [k for k, on in unsupported.items() if on]
@@ -127,10 +126,13 @@ def _epoch_many(loops: list[_Loop], state, epoch: int, start: int, optimizer, pr
         keys = jnp.stack([block_keys(b, epoch * n_iter + it, k) for b in base_keys])
         state, terms = step(state, batches, keys, graph, xnorms, coeffs)
         it += k
-        for i, lp in enumerate(loops):   # the returned state: refits, which could change it, are refused
+        after = []
+        for i, lp in enumerate(loops):
             one = unstack(state, i)
             row = lp.record(one, {name: v[i] for name, v in terms.items()}, epoch, it)
-            lp.after_block(one, epoch, it)
+            after.append(lp.after_block(one, epoch, it))
+        if loops[0].solve_due(epoch, it):   # training.refit_every set each seed's W and b: go on from them
+            state = stack(after)
         bar.update(k)
         bar.set_postfix(_postfix(row["data"] / lp.data.train.voltage.shape[1], loops[0].cadence), refresh=False)
     bar.close()
