@@ -143,6 +143,10 @@ def test_vrest_recipes_and_run_folders():
     assert (default.training.g_phi_diff_perturbation, default.training.hold_silent_sources) == ("additive", True)
     assert reference.graph_model == load_config().graph_model and reference.training == load_config().training
     assert reference.simulation.n_frames == 64000
+    fast = vrest.build_config(vrest.parser().parse_args(["--seed", "7", "--preset", "fast"]))
+    fast_reference = vrest.build_config(vrest.parser().parse_args(["--seed", "7", "--preset", "fast", "--recipe", "reference"]))
+    assert (fast.training.n_iter, fast.training.refit_every, fast_reference.training.refit_every) == (20000, 5000, 0)
+    assert default.training.refit_every == 0 and fast.graph_model == default.graph_model
     assert vrest.run_name("default", "fvjax", 7) == "default_seed7"
     assert vrest.run_name("paper", "reference", 7) == "paper_reference_seed7"
     with pytest.raises(SystemExit):
