@@ -116,8 +116,8 @@ def _line(metrics: dict) -> str:
     return ", ".join(f"{k}={metrics[k]:.3f}" for k in KEYS if k in metrics)
 
 
-KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "V_rest_R2_offset", "cluster_accuracy", "test_R2", "test_pearson",
-        "training_time_min", "total_time_min")
+KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "V_rest_R2_offset", "cluster_accuracy", "test_R2",
+        "test_pearson", "training_time_min", "total_time_min")
 
 
 def summarize(results: dict[int, dict]) -> dict:
