@@ -90,11 +90,13 @@ VISUAL = ["--set", "graph_model.field_type=visual", "--set", "graph_model.hidden
 
 def _check_vrest_run(run, extra):
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson"):
+    for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "V_rest_R2_offset", "cluster_accuracy", "test_R2",
+                "test_pearson"):
         assert key in metrics
     assert metrics["iterations"] == 8 and metrics["seed"] == 3
     log = (run / "analysis.log").read_text()
-    assert "effective rank (99% var)" in log and "connectivity_R2:" in log
+    assert "effective rank (99% var)" in log and "connectivity_R2:" in log and "V_rest_R2_offset:" in log
+    assert "V_rest_offset" in (run / "per_type.csv").read_text().splitlines()[0]
     assert {p.name for p in (run / "plots").iterdir()} == {"recovery.png", "embedding.png", "functions.png", "loss.png",
                                                          "per_type.png"}
     assert len((run / "per_type.csv").read_text().splitlines()) == 66
