@@ -321,7 +321,7 @@ def test_flyvis_B_variant():
         assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
         from fvjax.evaluate import metrics as MT
 
-        slopes = MT.g_phi_slopes(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))
+        slopes = MT.g_phi_fits(params, spec, jnp.full(conn.n_nodes, 0.5), jnp.full(conn.n_nodes, 0.2))[0]
         assert slopes.shape == (conn.n_nodes,) and np.isfinite(np.asarray(slopes)).all()
 
 

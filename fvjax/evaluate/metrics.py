@@ -94,11 +94,6 @@ def g_phi_fits(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk
     return jnp.where(active, slopes, 1.0), jnp.where(active, intercepts, 0.0)
 
 
-def g_phi_slopes(params, spec: M.ModelSpec, mu, sigma, n_points: int = 1000, chunk: int = 512):
-    """Slope r_j of g_phi([r, a_j])^2 over r in [max(mu-2sd, 0), mu+2sd]; 1 where mu+sd <= 0."""
-    return g_phi_fits(params, spec, mu, sigma, n_points, chunk)[0]
-
-
 def message_offset(W, alpha, src, dst, n: int) -> np.ndarray:
     """sum_j W_ij alpha_j per target i: the part of the learned message that is constant once each
     source's g_phi^2 is the line r_j v + alpha_j that W* reads its slope from."""
