@@ -13,6 +13,7 @@ from fvjax.dataset import load_dataset
 from fvjax.networks import generate_dataset
 from fvjax.train import fit, frame_indices, gather_block, n_iterations
 from fvjax.train import loop as L
+from tests.conftest import TINY_VREST
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,9 @@ def _check_vrest_run(run, extra):
         assert "field_R2" in (run / "metrics_during.csv").read_text().splitlines()[0]
 
 
-def test_vrest_cli_end_to_end(two_runs):
-    """The default variant: seed 3 of the shared tiny runs (conftest.two_runs, the same CLI)."""
-    _check_vrest_run(two_runs[0], [])
+def test_vrest_cli_end_to_end(default_run):
+    """The default variant on the full network (conftest.default_run: the main job's command at toy size)."""
+    _check_vrest_run(default_run, [])
 
 
 # the recurrent and visual-field variants run end to end only with -m slow (their paths are covered
@@ -124,10 +125,8 @@ def test_vrest_cli_variants_end_to_end(tmp_path, extra, shared_data):
     from experiments import vrest
 
     out = tmp_path / "runs"
-    rc = vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
-                     "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}",
-                     "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
-                     "--set", "simulation.n_test_frames=40", *extra])
+    rc = vrest.main(["--seed", "3", "--out", str(out), *TINY_VREST,
+                     "--set", f"simulation.ground_truth={shared_data / 'flyvis_model_000.npz'}", *extra])
     assert rc == 0
     _check_vrest_run(out / "default_seed3", extra)
 

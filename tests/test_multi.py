@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fvjax.config import ConfigError
+from tests.conftest import SMALL_EYE, TINY_VREST
 
 TINY = {"n_epochs": 1, "n_iter": 12, "batch_size": 4, "steps_per_call": 4, "w_init_mode": "randn_scaled",
         "eval_every": 4}
@@ -58,14 +59,12 @@ def test_fit_many_refuses_configs_that_differ_in_more_than_seeds(tiny_pde_n2):
 @pytest.mark.slow
 def test_vrest_vmap_equals_the_sequential_runs(two_runs, tmp_path):
     """``--seeds 3-4 --vmap`` with the settings of the shared tiny sequential runs (conftest.two_runs):
-    the same metrics, up to float rounding (slow: about 4 minutes on the full flyvis graph; the default
-    suite checks fit_many against sequential fits on a tiny network above)."""
+    the same metrics, up to float rounding (slow; the default suite checks fit_many against sequential fits
+    on a tiny network above)."""
     from fvjax.experiments import vrest
 
     out = tmp_path / "runs"
-    assert vrest.main(["--seeds", "3-4", "--vmap", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(out),
-                       "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
-                       "--set", "simulation.n_test_frames=40"]) == 0
+    assert vrest.main(["--seeds", "3-4", "--vmap", "--out", str(out), *TINY_VREST, *SMALL_EYE]) == 0
     for seq in two_runs:
         vm = json.loads((out / seq.name / "metrics.json").read_text())
         ref = json.loads((seq / "metrics.json").read_text())

@@ -9,6 +9,7 @@ import pytest
 from fvjax import model as M
 from fvjax.config import MESSAGE_LINEAR, ConfigError, load_config
 from fvjax.train.refit import edge_features, edge_least_squares
+from tests.conftest import SMALL_EYE, TINY_VREST
 
 
 def _graph(rng, n: int, n_edges: int):
@@ -146,9 +147,7 @@ def test_recipe_run_refits_at_end_and_keeps_it(two_runs, capsys):
         assert again[key] == pytest.approx(metrics[key], rel=1e-6, abs=1e-9, nan_ok=True), key
     assert again["V_rest_R2"] != pytest.approx(metrics["before_refit_V_rest_R2"], rel=1e-6, abs=1e-9)
     stamp = (run_dir / "refit.npz").stat().st_mtime_ns
-    assert vrest.main(["--seed", "3", "--n-frames", "200", "--n-iter", "8", "--quiet", "--out", str(run_dir.parent),
-                       "--set", "training.steps_per_call=4", "--set", "training.eval_every=4",
-                       "--set", "simulation.n_test_frames=40"]) == 0
+    assert vrest.main(["--seed", "3", "--out", str(run_dir.parent), *TINY_VREST, *SMALL_EYE]) == 0
     assert (run_dir / "refit.npz").stat().st_mtime_ns == stamp
     rerun = json.loads((run_dir / "metrics.json").read_text())
     for key in ("connectivity_R2", "V_rest_R2", "refit_rms_after", "before_refit_V_rest_R2"):

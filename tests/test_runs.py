@@ -18,8 +18,11 @@ def test_load_run_per_type(two_runs):
     metrics = json.loads((two_runs[0] / "metrics.json").read_text())
     assert run.metrics["connectivity_R2"] == metrics["connectivity_R2"]
     assert list(run.loss["iteration"]) == [4, 8] and "connectivity_R2" in run.during
+    from fvjax.connectome import build_connectome
+
+    eye = build_connectome(2)   # the fixture's extent-2 eye: all 65 types
     table = run.per_type
-    assert len(table) == 65 and table["n_neurons"].sum() == 13741
+    assert run.config.simulation.extent == 2 and len(table) == 65 and table["n_neurons"].sum() == eye.n_nodes
     l1 = table.set_index("type").loc["L1"]
     gt = np.load(os.path.join(os.path.dirname(fvjax.__file__), "groundtruth", "flyvis", "model_000.npz"))
     assert l1["tau_true"] == pytest.approx(float(gt["tau_per_type"][8]))
@@ -27,7 +30,7 @@ def test_load_run_per_type(two_runs):
     assert l1["tau_learned"] == pytest.approx(float(np.median(run.recovered["tau"][i])))
     assert 0 < l1["cluster_share"] <= 1
     params, spec = run.params()
-    assert params["W"].shape == (434112,) and spec.n_nodes == 13741
+    assert params["W"].shape == (eye.n_edges,) and spec.n_nodes == eye.n_nodes
 
 
 def test_compare_runs(two_runs):

@@ -213,10 +213,14 @@ REG_COVAR_FALLBACK = (1e-6, 1e-4, 1e-2)
 
 
 def _gmm_labels(features, n_components: int, seed: int, reg: float) -> np.ndarray:
+    """One BLAS/OpenMP thread: the products are (n, 7) by 7 x 7, too small to share, and threads that wait on
+    cores another job holds made the fit 5x slower (benchmarks/cluster.py; same labels, docs/decisions.md)."""
     from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
 
-    return GaussianMixture(n_components, covariance_type="full", random_state=seed,
-                           reg_covar=reg).fit_predict(features)
+    with threadpool_limits(1):
+        return GaussianMixture(n_components, covariance_type="full", random_state=seed,
+                               reg_covar=reg).fit_predict(features)
 
 
 def cluster_labels(features, n_components: int = 100, seed: int = 42) -> np.ndarray:
