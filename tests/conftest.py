@@ -44,7 +44,7 @@ def gt000(conn, shared_data):
 # experiments.vrest at toy size: 200 frames, 8 iterations (two checks), 40 test frames
 TINY_VREST = ["--n-frames", "200", "--n-iter", "8", "--quiet", "--set", "training.steps_per_call=4",
               "--set", "training.eval_every=4", "--set", "simulation.n_test_frames=40"]
-# an extent-2 eye (all 65 cell types, 1/10 of the neurons): for the tests of what is done with a finished run
+# an extent-2 eye (all 65 cell types, 1,203 neurons, 28,904 edges): for the tests of what is done with a finished run
 SMALL_EYE = ["--set", "simulation.extent=2"]
 
 

@@ -213,8 +213,8 @@ REG_COVAR_FALLBACK = (1e-6, 1e-4, 1e-2)
 
 
 def _gmm_labels(features, n_components: int, seed: int, reg: float) -> np.ndarray:
-    """One BLAS/OpenMP thread: the products are (n, 7) by 7 x 7, too small to share, and threads that wait on
-    cores another job holds made the fit 5x slower (benchmarks/cluster.py; same labels, docs/decisions.md)."""
+    """One BLAS/OpenMP thread: the products are (n, 8) by 8 x 8, too small to share; the default pools were
+    1.7x slower alone and 3.5x with the cores shared (benchmarks/cluster.py; same labels, docs/decisions.md)."""
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
 
