@@ -154,8 +154,8 @@ def write_analysis_log(path: str | Path, metrics: dict, header: dict | None = No
                   f"recovery mechanism: {metrics['mechanism']}",
                   f"W R2 per target type (median): {metrics['W_R2_per_target_type_median']:.3f}"]
     for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2", "connectivity_R2_data", "W_raw_R2",
-                "tau_R2", "V_rest_R2", "V_rest_R2_offset", "c_R2", "s_R2", "g_R2", "g_rel_error", "cluster_accuracy", "field_R2",
-                "training_time_min"):
+                "tau_R2", "V_rest_R2", "V_rest_R2_offset", "c_R2", "s_R2", "g_R2", "g_rel_error", "cluster_accuracy",
+                "field_R2", "training_time_min"):
         if key in metrics:
             lines.append(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key}: {metrics[key]}")
     atomic_write_text(path, "\n".join(lines) + "\n")
