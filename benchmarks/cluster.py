@@ -11,12 +11,12 @@ training job or a cluster node's other tasks do. Prints seconds, the ratio and w
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import time
 
 import numpy as np
 
+from common import busy
 from fvjax.connectome import build_connectome
 from fvjax.evaluate import metrics as MT
 
@@ -43,12 +43,6 @@ def run_features(run_dir: str, conn) -> np.ndarray:
                                    conn.edge_dst, conn.n_nodes)
 
 
-def _spin(stop) -> None:
-    x = np.random.default_rng(0).normal(size=(200, 200))
-    while not stop.is_set():
-        x = np.tanh(x @ x.T / 200)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="a finished run folder to take the features from (default: synthetic)")
@@ -57,21 +51,13 @@ def main() -> None:
     args = p.parse_args()
     conn = build_connectome(8)
     features = run_features(args.run, conn) if args.run else synthetic_features(conn, np.random.default_rng(0))
-    stop = mp.Event()
-    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.busy)]
-    for s in spinners:
-        s.start()
     times, labels = {"baseline": [], "fvjax": []}, {}
-    try:
+    with busy(args.busy):
         for _ in range(args.rounds):
             for name, fn in (("baseline", baseline), ("fvjax", MT.cluster_labels)):
                 t = time.perf_counter()
                 labels[name] = fn(features)
                 times[name].append(time.perf_counter() - t)
-    finally:
-        stop.set()
-        for s in spinners:
-            s.join()
     base, ours = statistics.median(times["baseline"]), statistics.median(times["fvjax"])
     print(f"features {features.shape} ({args.run or 'synthetic'}), busy processes {args.busy}")
     print(f"baseline (default thread pools) {base:.2f} s, fvjax (one thread) {ours:.2f} s, ratio {base / ours:.2f}")

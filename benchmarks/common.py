@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import statistics
 import time
 from typing import NamedTuple
@@ -48,3 +50,25 @@ def median_ms(fn, n_iterations: int, repeats: int = 3) -> float:
         fn()
         times.append((time.perf_counter() - t) / n_iterations * 1e3)
     return statistics.median(times)
+
+
+def _spin(stop) -> None:
+    x = np.random.default_rng(0).normal(size=(200, 200))
+    while not stop.is_set():
+        x = np.tanh(x @ x.T / 200)
+
+
+@contextlib.contextmanager
+def busy(n: int):
+    """``n`` other processes spinning on the cores while the block runs (a second training job, a cluster
+    node's other tasks)."""
+    stop = mp.Event()
+    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
+    for s in spinners:
+        s.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for s in spinners:
+            s.join()

@@ -4,8 +4,10 @@ numpy's plain batched einsum over (T, m, d + 1) gathers. Full extent-8 graph, ra
 5 % of the edges held; both in this process, alternated; prints seconds, the ratio and the largest
 difference of the solutions. With ``--features``: the regressors' forward pass (g_phi and f_theta over
 (frames, N)) op by op against the jitted functions fvjax.train.refit uses, default model, random voltages.
+With ``--threads``: the solve on one BLAS thread (what ``edge_least_squares`` does) against the same solve
+(``solve_edges``) with OpenBLAS's default pool; ``--busy N`` keeps N other processes spinning on the cores meanwhile.
 
-    python benchmarks/refit.py [--frames 1000] [--rounds 2] [--features]
+    python benchmarks/refit.py [--frames 1000] [--rounds 2] [--features | --threads [--busy 2]]
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import time
 import numpy as np
 
 from fvjax.connectome import build_connectome
-from fvjax.train.refit import _by_degree, edge_least_squares
+from common import busy
+from fvjax.train.refit import _by_degree, edge_least_squares, solve_edges
 
 
 def baseline(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 20_000_000):
@@ -46,9 +49,13 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--features", action="store_true", help="time the forward pass instead of the solve")
+    p.add_argument("--threads", action="store_true", help="one BLAS thread against the default pool")
+    p.add_argument("--busy", type=int, default=0, help="with --threads: other processes spinning meanwhile")
     args = p.parse_args()
     if args.features:
         return features(args.frames, args.rounds)
+    contenders = ([("default pool", solve_edges), ("one thread", edge_least_squares)] if args.threads
+                  else [("baseline", baseline), ("fvjax", edge_least_squares)])
     conn = build_connectome(8)
     src, dst = np.asarray(conn.edge_src), np.asarray(conn.edge_dst)
     rng = np.random.default_rng(0)
@@ -56,22 +63,20 @@ def main() -> None:
     R = rng.normal(size=(args.frames, conn.n_nodes))
     kept = rng.random(len(src)) > 0.05
     W0, b0 = rng.normal(0, 0.1, len(src)), np.zeros(conn.n_nodes)
-    times = {"baseline": [], "fvjax": []}
-    for r in range(args.rounds):
-        order = [("baseline", baseline), ("fvjax", edge_least_squares)][:: 1 if r % 2 == 0 else -1]
-        for name, fn in order:
-            tick = time.perf_counter()
-            out = fn(H, R, src, dst, kept, W0, b0, 1e-4)
-            times[name].append(time.perf_counter() - tick)
-            if name == "baseline":
-                ref = out
-            else:
-                new = out
+    times, out = {name: [] for name, _ in contenders}, {}
+    with busy(args.busy if args.threads else 0):
+        for r in range(args.rounds):
+            for name, fn in contenders[:: 1 if r % 2 == 0 else -1]:
+                tick = time.perf_counter()
+                out[name] = fn(H, R, src, dst, kept, W0, b0, 1e-4)
+                times[name].append(time.perf_counter() - tick)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.frames} frames, {conn.n_nodes} targets, {int(kept.sum())} edges solved")
+    (base, ref), (ours, new) = [(name, out[name]) for name, _ in contenders]
+    print(f"{args.frames} frames, {conn.n_nodes} targets, {int(kept.sum())} edges solved, busy processes "
+          f"{args.busy if args.threads else 0}")
     for k, v in med.items():
-        print(f"{k:9s} {v:8.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in times[k])})")
-    print(f"speed-up {med['baseline'] / med['fvjax']:.1f}x; max |dW| {np.abs(new[0] - ref[0]).max():.2e}, "
+        print(f"{k:12s} {v:8.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in times[k])})")
+    print(f"speed-up {med[base] / med[ours]:.1f}x; max |dW| {np.abs(new[0] - ref[0]).max():.2e}, "
           f"max |db| {np.abs(new[1] - ref[1]).max():.2e}, rms {new[2]} vs {ref[2]}")
 
 

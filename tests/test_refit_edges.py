@@ -70,6 +70,27 @@ def test_edge_least_squares_matches_per_neuron_lstsq():
     np.testing.assert_allclose(b, b0, atol=1e-6)
 
 
+def test_edge_least_squares_solves_on_one_blas_thread(monkeypatch):
+    """The solve runs under a one-thread BLAS limit (with other work on the cores the default pool was 10-45x
+    slower, benchmarks/refit.py --threads) and the limit is lifted afterwards."""
+    from threadpoolctl import threadpool_info
+
+    import fvjax.train.refit as FR
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before, seen, solve = blas_threads(), [], FR.solve_edges
+    monkeypatch.setattr(FR, "solve_edges", lambda *a, **k: seen.append(blas_threads()) or solve(*a, **k))
+    rng = np.random.default_rng(1)
+    src, dst = _graph(rng, 6, 20)
+    H, R = rng.random((50, 6)), rng.random((50, 6))
+    W, b, _ = FR.edge_least_squares(H, R, src, dst, np.ones(len(src), bool), np.zeros(len(src)), np.zeros(6), 0.1)
+    assert seen and all(n == 1 for n in seen[0]) and seen[0] and blas_threads() == before
+    W_ref, b_ref = _reference(H, R, src, dst, np.ones(len(src), bool), np.zeros(len(src)), np.zeros(6), 0.1)
+    np.testing.assert_allclose(W, W_ref, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("update, field", [("gain", "none"), ("additive", "none"), ("gain", "visual")])
 def test_refit_recovers_the_W_and_b_that_made_the_targets(update, field):
     """Targets made by the model itself (M.apply, segment sums) with some W and b: the features invert

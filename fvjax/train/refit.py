@@ -100,6 +100,17 @@ def _by_degree(dst: np.ndarray, kept: np.ndarray, n: int) -> dict[int, tuple[np.
 
 
 def edge_least_squares(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 20_000_000):
+    """:func:`solve_edges` on one BLAS thread. Its products and solves are small per degree group; alone the
+    default OpenBLAS pool was no faster (1,000 frames: 3.32 s vs 3.28 s), with other work on the cores (a second
+    run, a cluster node's other tasks) it was 4.7x slower (two busy processes) to 30x (beside a training run)
+    (benchmarks/refit.py --threads; docs/decisions.md)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return solve_edges(H, R, src, dst, kept, W0, b0, ridge, block)
+
+
+def solve_edges(H, R, src, dst, kept, W0, b0, ridge: float, block: int = 20_000_000):
     """Per target neuron i, the (W_i, b_i) minimising sum_t (R_ti - sum_e W_e H_t,src(e) - b_i)^2
     + lam_i ||(W_i, b_i) - (W0_i, b0_i)||^2 over its ``kept`` edges (the others are held at 0, as
     ``training.hold_silent_sources`` holds them), with
