@@ -176,15 +176,20 @@ SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_
 
 def compare_runs(paths, metrics: tuple[str, ...] = SUMMARY_METRICS):
     """(table, summary): one row per run (its folder name, seed and metrics), and mean / std / n of
-    each metric over the runs that have it."""
+    each metric over the runs that have it. ``summary.attrs["absent"]``: metric -> the runs whose metrics.json
+    lacks it (evaluated before fvjax reported it), shown as NaN in the table."""
     import pandas as pd
 
-    rows = []
+    rows, absent = [], {}
     for p in paths:
         run = load_run(p)
         rows.append({"run": run.path.name, "seed": run.config.simulation.seed,
                      **{k: run.metrics.get(k, np.nan) for k in metrics}})
+        for k in metrics:
+            if k not in run.metrics:
+                absent.setdefault(k, []).append(run.path.name)
     table = pd.DataFrame(rows)
     numeric = table[[k for k in metrics if k in table]].astype(float)
     summary = pd.DataFrame({"mean": numeric.mean(), "std": numeric.std(ddof=0), "n": numeric.count()})
+    summary.attrs["absent"] = absent
     return table, summary

@@ -44,6 +44,29 @@ def test_compare_runs(two_runs):
     assert summary.loc["connectivity_R2", "n"] == 2
 
 
+def test_compare_names_runs_evaluated_before_a_metric_existed(two_runs, tmp_path, capsys):
+    """A metric absent from one run's metrics.json is NaN in its row, left out of n, and named in a note."""
+    import shutil
+
+    from fvjax.cli import compare
+
+    old = tmp_path / "old_seed4"
+    shutil.copytree(two_runs[1], old, ignore=shutil.ignore_patterns("checkpoints", "plots"))
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["V_rest_R2_offset"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert compare([str(two_runs[0]), str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "note: V_rest_R2_offset is not in the metrics.json of old_seed4 (" in out
+    assert out.count("note:") == 1
+    import fvjax
+
+    table, summary = fvjax.compare_runs([two_runs[0], old])
+    assert summary.attrs["absent"] == {"V_rest_R2_offset": ["old_seed4"]}
+    assert summary.loc["V_rest_R2_offset", "n"] == 1 and summary.loc["connectivity_R2", "n"] == 2
+    assert np.isnan(table.loc[1, "V_rest_R2_offset"])
+
+
 def test_console_command_from_any_directory(two_runs, tmp_path):
     exe = [sys.executable, "-m", "fvjax.cli"]
     shown = subprocess.run([*exe, "show", str(two_runs[0]), "--csv", "t.csv"], cwd=tmp_path, capture_output=True,
