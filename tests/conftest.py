@@ -9,6 +9,38 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """One persistent XLA compilation cache for this test session, fresh each session (so never stale), in a
+    temporary folder that the worker processes of the cluster and --jobs tests inherit through the
+    environment: equal programs built by different tests, or by a test and its workers, compile once
+    (benchmarks/README.md, "The test suite's compilation cache"). A JAX_COMPILATION_CACHE_DIR already set
+    is left alone."""
+    import tempfile
+
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="fvjax-test-xla-cache-")
+    config._fvjax_xla_cache = folder
+    os.environ.update({"JAX_COMPILATION_CACHE_DIR": folder, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_fvjax_xla_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+            os.environ.pop(key, None)
+
+
 def shared_data_dir() -> Path:
     return Path(os.environ.get("FVJAX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
