@@ -280,6 +280,21 @@ def refit_at_end(p: Prepared, params: dict, step: int, progress: bool) -> tuple[
     return params, info
 
 
+def _final_data_loss(run_dir: Path, history: list[dict]) -> float:
+    """The last logged data loss: this process's last block, or, when the run had finished before this
+    process (re-evaluated by running its command again), the last row of its loss.csv."""
+    import csv
+
+    if history:
+        return float(history[-1]["data"])
+    try:
+        with open(run_dir / "loss.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        return float(rows[-1]["data"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return float("nan")
+
+
 def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: bool) -> dict:
     """Evaluate the trained parameters; write metrics.json, analysis.log, recovered.npz and plots."""
     from .evaluate.report import write_analysis_log, write_metrics
@@ -290,7 +305,7 @@ def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: boo
     params, refit_info = refit_at_end(p, result.params, result.iterations, progress)
     metrics, arrays = evaluate_params(cfg, params, result.spec, data, p.nodes, p.gt, p.graph)
     metrics.update({"model": p.kind.label(cfg), **refit_info,
-                    "final_loss": result.history[-1]["data"] / p.spec.n_nodes if result.history else float("nan"),
+                    "final_loss": _final_data_loss(p.run_dir, result.history) / p.spec.n_nodes,
                     "training_time_min": round(result.wall_time_s / 60, 2),
                     # this process's wall time plus the training time of the processes it resumed from
                     "total_time_min": round((time.time() - p.started + result.resumed_wall_s) / 60, 2),

@@ -120,6 +120,10 @@ def test_synthetic_dataset_and_pipeline(tmp_path):
         assert key in metrics
     assert "effective rank (99% var)" in (tmp_path / "run" / "analysis.log").read_text()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["iterations"] == 40
+    # running the finished folder again re-evaluates it: the same metrics, the final loss read back from loss.csv
+    again = run(cfg, tmp_path / "run", progress=False, plots=False)
+    assert np.isfinite(metrics["final_loss"]) and again["final_loss"] == pytest.approx(metrics["final_loss"], rel=1e-6)
+    assert again["connectivity_R2"] == metrics["connectivity_R2"] and again["iterations"] == 40
     # the same folder with different simulation settings is refused, never silently reused
     with pytest.raises(ValueError, match="spectral_radius"):
         run(cfg.replace(**{"simulation.spectral_radius": 1.0}), tmp_path / "run", progress=False, plots=False)
