@@ -96,8 +96,9 @@ def compare(argv: list[str]) -> int:
         print()
         print(summary.to_string(float_format=lambda x: f"{x:.3f}"))
     for key, runs in summary.attrs["absent"].items():
-        print(f"note: {key} is not in the metrics.json of {', '.join(runs)} (evaluated before fvjax reported it; "
-              f"re-running a run's own command re-evaluates it with today's code); n counts the runs that have it")
+        print(f"note: {key} is not in the metrics.json of {', '.join(runs)} (not defined for that network, or "
+              f"evaluated before fvjax reported it: re-running a run's own command re-evaluates it with today's "
+              f"code); n counts the runs that have it")
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0

@@ -177,7 +177,7 @@ SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_
 def compare_runs(paths, metrics: tuple[str, ...] = SUMMARY_METRICS):
     """(table, summary): one row per run (its folder name, seed and metrics), and mean / std / n of
     each metric over the runs that have it. ``summary.attrs["absent"]``: metric -> the runs whose metrics.json
-    lacks it (evaluated before fvjax reported it), shown as NaN in the table."""
+    lacks it (not defined for its network, or evaluated before fvjax reported it), shown as NaN in the table."""
     import pandas as pd
 
     rows, absent = [], {}
