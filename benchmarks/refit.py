@@ -56,6 +56,7 @@ def main() -> None:
         return features(args.frames, args.rounds)
     contenders = ([("default pool", solve_edges), ("one thread", edge_least_squares)] if args.threads
                   else [("baseline", baseline), ("fvjax", edge_least_squares)])
+    n_busy = args.busy if args.threads else 0
     conn = build_connectome(8)
     src, dst = np.asarray(conn.edge_src), np.asarray(conn.edge_dst)
     rng = np.random.default_rng(0)
@@ -64,7 +65,7 @@ def main() -> None:
     kept = rng.random(len(src)) > 0.05
     W0, b0 = rng.normal(0, 0.1, len(src)), np.zeros(conn.n_nodes)
     times, out = {name: [] for name, _ in contenders}, {}
-    with busy(args.busy if args.threads else 0):
+    with busy(n_busy):
         for r in range(args.rounds):
             for name, fn in contenders[:: 1 if r % 2 == 0 else -1]:
                 tick = time.perf_counter()
@@ -72,8 +73,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - tick)
     med = {k: statistics.median(v) for k, v in times.items()}
     (base, ref), (ours, new) = [(name, out[name]) for name, _ in contenders]
-    print(f"{args.frames} frames, {conn.n_nodes} targets, {int(kept.sum())} edges solved, busy processes "
-          f"{args.busy if args.threads else 0}")
+    print(f"{args.frames} frames, {conn.n_nodes} targets, {int(kept.sum())} edges solved, busy processes {n_busy}")
     for k, v in med.items():
         print(f"{k:12s} {v:8.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in times[k])})")
     print(f"speed-up {med[base] / med[ours]:.1f}x; max |dW| {np.abs(new[0] - ref[0]).max():.2e}, "

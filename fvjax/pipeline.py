@@ -280,19 +280,21 @@ def refit_at_end(p: Prepared, params: dict, step: int, progress: bool) -> tuple[
     return params, info
 
 
+def _csv_rows(run_dir: Path, name: str) -> list[dict]:
+    """A run's CSV log (loss.csv, metrics_during.csv) from disk as rows of floats, empty cells NaN; [] if absent."""
+    import csv
+
+    if not (run_dir / name).exists():
+        return []
+    with open(run_dir / name, newline="") as fh:
+        return [{k: float(v) if v != "" else float("nan") for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def _final_data_loss(run_dir: Path, history: list[dict]) -> float:
     """The last logged data loss: this process's last block, or, when the run had finished before this
     process (re-evaluated by running its command again), the last row of its loss.csv."""
-    import csv
-
-    if history:
-        return float(history[-1]["data"])
-    try:
-        with open(run_dir / "loss.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        return float(rows[-1]["data"])
-    except (OSError, IndexError, KeyError, ValueError):
-        return float("nan")
+    rows = history or _csv_rows(run_dir, "loss.csv")
+    return float(rows[-1].get("data", float("nan"))) if rows else float("nan")
 
 
 def _finish(p: Prepared, result, progress: bool, header: dict | None, plots: bool) -> dict:
@@ -368,8 +370,6 @@ def run_vmapped(tasks: list[dict], progress: bool = True) -> list[dict]:
 
 
 def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) -> None:
-    import csv
-
     from .evaluate import plots
     from .evaluate.report import atomic_write_text
 
@@ -385,13 +385,9 @@ def save_plots(run_dir: Path, result, arrays: dict, gt, nodes, metrics: dict) ->
     g = np.asarray(M.edge_function(result.params, result.spec, v, a))
     f = np.asarray(M.update_without_input(result.params, result.spec, v, a))
     plots.function_curves(g, f, grid, nodes.node_type, nodes.n_types).savefig(out / "functions.png", dpi=100)
-    def rows(name):   # the whole run's curves from disk (a resumed run's history is partial)
-        if not (run_dir / name).exists():
-            return []
-        with open(run_dir / name) as fh:
-            return [{k: float(v) if v != "" else float("nan") for k, v in row.items()} for row in csv.DictReader(fh)]
-
-    plots.loss_curves(rows("loss.csv"), rows("metrics_during.csv")).savefig(out / "loss.png", dpi=100)
+    # the whole run's curves from disk (a resumed run's history is partial)
+    plots.loss_curves(_csv_rows(run_dir, "loss.csv"), _csv_rows(run_dir, "metrics_during.csv")).savefig(
+        out / "loss.png", dpi=100)
     if hasattr(nodes, "type_names"):   # flyvis: the per-cell-type table and its figure
         from .runs import per_type_table
 
