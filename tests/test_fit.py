@@ -1,6 +1,7 @@
 """The training loop on a small real dataset: frame sampling, streaming, resume, the experiment CLI."""
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +161,11 @@ def test_seed_ranges_and_summary():
     assert vrest.parse_seeds("1-3,7") == [1, 2, 3, 7]
     summary = vrest.summarize({1: {"connectivity_R2": 0.9, "tau_R2": 0.5}, 2: {"connectivity_R2": 0.7, "tau_R2": float("nan")}})
     assert summary["connectivity_R2"] == {"mean": pytest.approx(0.8), "std": pytest.approx(0.1), "n": 2}
-    assert summary["tau_R2"]["mean"] == pytest.approx(0.5)  # NaN runs are left out of mean/std
+    assert summary["tau_R2"] == {"mean": pytest.approx(0.5), "std": 0.0, "n": 1}  # NaN runs are left out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no "mean of empty slice" when no seed has a value
+        none = vrest.summarize({1: {"tau_R2": float("nan")}, 2: {"tau_R2": float("nan")}})
+    assert np.isnan(none["tau_R2"]["mean"]) and np.isnan(none["tau_R2"]["std"]) and none["tau_R2"]["n"] == 0
 
 
 def test_training_log_widens_its_header_on_resume(tmp_path):

@@ -121,11 +121,15 @@ KEYS = ("connectivity_R2", "tau_R2", "V_rest_R2", "V_rest_R2_offset", "cluster_a
 
 
 def summarize(results: dict[int, dict]) -> dict:
+    """Mean, population std and n over the seeds that report a finite value of each metric (a NaN,
+    e.g. tau_R2 of an untrained run, is left out of all three, as in `fvjax compare`; none: NaN, n 0)."""
     summary = {}
     for key in KEYS:
         vals = np.array([r[key] for r in results.values() if key in r], float)
         if len(vals):
-            summary[key] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "n": int(len(vals))}
+            vals = vals[np.isfinite(vals)]
+            mean, std = (float(vals.mean()), float(vals.std())) if len(vals) else (float("nan"), float("nan"))
+            summary[key] = {"mean": mean, "std": std, "n": int(len(vals))}
     return summary
 
 
@@ -235,9 +239,11 @@ def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
             print("   " + _line(metrics[-1]), flush=True)
     results = dict(zip(seeds, metrics))
     if len(seeds) > 1:
+        from fvjax.evaluate.report import atomic_write_text
+
         summary = summarize(results)
         path = Path(args.out) / f"{args.preset}{RECIPE_SUFFIX[args.recipe]}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
-        path.write_text(json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
+        atomic_write_text(path, json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
         for key, s in summary.items():
             print(f"{key:20s} {s['mean']:.3f} +/- {s['std']:.3f} (n={s['n']})")
     return 0
