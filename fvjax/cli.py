@@ -86,8 +86,14 @@ def compare(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .config import ConfigError
 
+    runs, summaries = _split_seed_summaries(args.runs)
+    for path in summaries:
+        print(f"note: skipped {path}: a seed summary written by experiments.vrest --seeds, not a run folder")
+    if not runs:
+        print("error: no run folders given (pass folders such as runs/vrest/default_seed7)", file=sys.stderr)
+        return 2
     try:
-        table, summary = compare_runs(args.runs)
+        table, summary = compare_runs(runs)
     except (FileNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -102,6 +108,18 @@ def compare(argv: list[str]) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
+
+
+def _split_seed_summaries(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(run paths, seed-summary files): ``runs/vrest/default_seed*`` also matches the
+    ``<preset>_seeds<A>-<B>_summary.json`` files that a multi-seed command writes beside its run folders;
+    those are set aside (named in a note). Any other path goes on and must be a run folder."""
+    import re
+    from pathlib import Path
+
+    is_summary = [Path(p).is_file() and re.fullmatch(r".+_seeds\d+-\d+_summary\.json", Path(p).name) is not None
+                  for p in paths]
+    return ([p for p, s in zip(paths, is_summary) if not s], [p for p, s in zip(paths, is_summary) if s])
 
 
 def _wide_pandas():

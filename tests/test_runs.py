@@ -67,6 +67,26 @@ def test_compare_names_runs_evaluated_before_a_metric_existed(two_runs, tmp_path
     assert np.isnan(table.loc[1, "V_rest_R2_offset"])
 
 
+def test_compare_sets_aside_the_seed_summary_a_glob_also_matches(two_runs, capsys):
+    """`fvjax compare runs/vrest/default_seed*` (the README's command) also matches the
+    default_seeds3-4_summary.json that the two seeds' command wrote beside their folders: named, not an error."""
+    from fvjax.cli import compare
+
+    out_dir = two_runs[0].parent
+    matched = sorted(str(p) for p in out_dir.glob("default_seed*"))
+    assert str(out_dir / "default_seeds3-4_summary.json") in matched and len(matched) == 3
+    assert compare(matched) == 0
+    out = capsys.readouterr().out
+    assert "note: skipped " + str(out_dir / "default_seeds3-4_summary.json") in out
+    assert "default_seed3" in out and "default_seed4" in out
+    assert compare([str(out_dir / "default_seeds3-4_summary.json")]) == 2   # nothing left to compare
+    assert "no run folders" in capsys.readouterr().err
+    other = out_dir / "notes.json"
+    other.write_text("{}")
+    assert compare([str(two_runs[0]), str(other)]) == 2   # any other file is still not a run folder
+    assert "is not a run folder" in capsys.readouterr().err
+
+
 def test_console_command_from_any_directory(two_runs, tmp_path):
     exe = [sys.executable, "-m", "fvjax.cli"]
     shown = subprocess.run([*exe, "show", str(two_runs[0]), "--csv", "t.csv"], cwd=tmp_path, capture_output=True,
