@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """One persistent XLA compilation cache for this test session, fresh each session (so never stale), in a
     temporary folder that the worker processes of the cluster and --jobs tests, and pytest-xdist's workers
-    (``-n 2``, the README's command), inherit through the environment: equal programs built by different tests, or by a test and its workers, compile once
+    (``-n 2``, the README's command), inherit through the environment: equal programs built by different
+    tests, or by a test and its workers, compile once
     (benchmarks/README.md, "The test suite's compilation cache"). A JAX_COMPILATION_CACHE_DIR already set
     is left alone."""
     import tempfile

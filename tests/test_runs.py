@@ -67,7 +67,7 @@ def test_compare_names_runs_evaluated_before_a_metric_existed(two_runs, tmp_path
     assert np.isnan(table.loc[1, "V_rest_R2_offset"])
 
 
-def test_compare_sets_aside_the_seed_summary_a_glob_also_matches(two_runs, capsys):
+def test_compare_sets_aside_the_seed_summary_a_glob_also_matches(two_runs, tmp_path, capsys):
     """`fvjax compare runs/vrest/default_seed*` (the README's command) also matches the
     default_seeds3-4_summary.json that the two seeds' command wrote beside their folders: named, not an error."""
     from fvjax.cli import compare
@@ -81,7 +81,7 @@ def test_compare_sets_aside_the_seed_summary_a_glob_also_matches(two_runs, capsy
     assert "default_seed3" in out and "default_seed4" in out
     assert compare([str(out_dir / "default_seeds3-4_summary.json")]) == 2   # nothing left to compare
     assert "no run folders" in capsys.readouterr().err
-    other = out_dir / "notes.json"
+    other = tmp_path / "notes.json"
     other.write_text("{}")
     assert compare([str(two_runs[0]), str(other)]) == 2   # any other file is still not a run folder
     assert "is not a run folder" in capsys.readouterr().err
