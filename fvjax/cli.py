@@ -97,6 +97,7 @@ def compare(argv: list[str]) -> int:
     except (FileNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    table = table.sort_values("seed", kind="stable")   # a shell glob puts default_seed10 before default_seed7
     with _wide_pandas():
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print()
