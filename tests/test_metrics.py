@@ -40,6 +40,21 @@ def test_per_neuron_scores():
     assert s["r2"][0] == pytest.approx(-2.0)
 
 
+def test_finite_median_hand_values_without_warnings():
+    """Per column the median of its finite values (inf and NaN left out), NaN for a column with none."""
+    import warnings
+
+    x = np.array([[1.0, np.nan, np.inf, 5.0],
+                  [3.0, np.nan, 2.0, -np.inf],
+                  [2.0, np.nan, 4.0, 7.0],
+                  [10.0, np.nan, np.nan, 9.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = MT.finite_median(x)
+    np.testing.assert_array_equal(got[[0, 2, 3]], [2.5, 3.0, 7.0])
+    assert np.isnan(got[1])
+
+
 def test_effective_rank_hand_case():
     rng = np.random.default_rng(0)
     u, _ = np.linalg.qr(rng.normal(size=(200, 3)))

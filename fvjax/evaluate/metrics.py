@@ -146,6 +146,17 @@ def msg_gain(params, spec: M.ModelSpec, graph: M.Graph, voltage, stimulus):
 # ----------------------------------------------------------------------------- recovered params
 
 
+def finite_median(x) -> np.ndarray:
+    """Median over axis 0 of each column's finite values; NaN (without numpy's all-NaN warning) for a column with
+    none, e.g. a neuron whose voltage partial is 0 on every frame has no on-data V_rest."""
+    x = np.asarray(x, np.float64)
+    finite = np.isfinite(x)
+    out = np.full(x.shape[1:], np.nan)
+    some = finite.any(0)
+    out[some] = np.nanmedian(np.where(finite, x, np.nan)[:, some], 0)
+    return out
+
+
 def tau_from_slope(slope) -> np.ndarray:
     """The reference's tau rule: clip(-1 / slope, 0, 1), 1 where the slope is 0."""
     slope = np.asarray(slope, np.float64)
@@ -181,7 +192,7 @@ def recovered_parameters(params, spec, graph, mu, sigma, voltage, stimulus) -> d
     # f + d_v (V - v) - d_msg msg - d_e e = 0, median over frames
     with np.errstate(divide="ignore", invalid="ignore"):
         v_zero = np.asarray(voltage, np.float64) - (at["f"] - at["d_msg"] * at["msg"] - at["d_e"] * at["stim"]) / at["d_v"]
-    v_rest_data = np.nanmedian(np.where(np.isfinite(v_zero), v_zero, np.nan), 0)
+    v_rest_data = finite_median(v_zero)
     src, dst = np.asarray(graph.src), np.asarray(graph.dst)
     W = M.weights(params, spec)
     offset = message_offset(W, alpha, src, dst, spec.n_nodes)
