@@ -78,7 +78,7 @@ def _show_last_iterate(run) -> int:
 def compare(argv: list[str]) -> int:
     import argparse
 
-    from .runs import compare_runs
+    from .runs import compare_runs, is_seed_summary
 
     p = argparse.ArgumentParser(prog="fvjax compare", description="one table across runs, mean +- std")
     p.add_argument("runs", nargs="+")
@@ -86,8 +86,9 @@ def compare(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .config import ConfigError
 
-    runs, summaries = _split_seed_summaries(args.runs)
-    for path in summaries:
+    # runs/vrest/default_seed* also matches the seed summaries a multi-seed command writes beside its folders
+    runs = [p for p in args.runs if not is_seed_summary(p)]
+    for path in (p for p in args.runs if is_seed_summary(p)):
         print(f"note: skipped {path}: a seed summary written by experiments.vrest --seeds, not a run folder")
     if not runs:
         print("error: no run folders given (pass folders such as runs/vrest/default_seed7)", file=sys.stderr)
@@ -102,25 +103,13 @@ def compare(argv: list[str]) -> int:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print()
         print(summary.to_string(float_format=lambda x: f"{x:.3f}"))
-    for key, runs in summary.attrs["absent"].items():
-        print(f"note: {key} is not in the metrics.json of {', '.join(runs)} (not defined for that network, or "
+    for key, lacking in summary.attrs["absent"].items():
+        print(f"note: {key} is not in the metrics.json of {', '.join(lacking)} (not defined for that network, or "
               f"evaluated before fvjax reported it: re-running a run's own command re-evaluates it with today's "
               f"code); n counts the runs that have it")
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
-
-
-def _split_seed_summaries(paths: list[str]) -> tuple[list[str], list[str]]:
-    """(run paths, seed-summary files): ``runs/vrest/default_seed*`` also matches the
-    ``<preset>_seeds<A>-<B>_summary.json`` files that a multi-seed command writes beside its run folders;
-    those are set aside (named in a note). Any other path goes on and must be a run folder."""
-    import re
-    from pathlib import Path
-
-    is_summary = [Path(p).is_file() and re.fullmatch(r".+_seeds\d+-\d+_summary\.json", Path(p).name) is not None
-                  for p in paths]
-    return ([p for p, s in zip(paths, is_summary) if not s], [p for p, s in zip(paths, is_summary) if s])
 
 
 def _wide_pandas():

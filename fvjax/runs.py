@@ -174,6 +174,20 @@ SUMMARY_METRICS = ("connectivity_R2", "connectivity_R2_data", "tau_R2", "tau_R2_
                    "V_rest_R2_data", "V_rest_R2_offset", "cluster_accuracy", "test_R2", "test_pearson", "training_time_min")
 
 
+def seed_summary_name(stem: str, seeds: list[int]) -> str:
+    """``<stem>_seeds<A>-<B>_summary.json``: the file a multi-seed experiments.vrest command writes beside its run
+    folders (``stem``: the preset and recipe part of the folders' names, e.g. ``default``)."""
+    return f"{stem}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
+
+
+def is_seed_summary(path: str | Path) -> bool:
+    """Whether ``path`` is a file named as :func:`seed_summary_name` names them."""
+    import re
+
+    path = Path(path)
+    return path.is_file() and re.fullmatch(r".+_seeds\d+-\d+_summary\.json", path.name) is not None
+
+
 def compare_runs(paths, metrics: tuple[str, ...] = SUMMARY_METRICS):
     """(table, summary): one row per run (its folder name, seed and metrics), and mean / std / n of
     each metric over the runs that have it. ``summary.attrs["absent"]``: metric -> the runs whose metrics.json

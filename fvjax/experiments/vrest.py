@@ -240,9 +240,10 @@ def _run_seeds(args, cfg: Config, seeds: list[int], cluster=None) -> int:
     results = dict(zip(seeds, metrics))
     if len(seeds) > 1:
         from fvjax.evaluate.report import atomic_write_text
+        from fvjax.runs import seed_summary_name
 
         summary = summarize(results)
-        path = Path(args.out) / f"{args.preset}{RECIPE_SUFFIX[args.recipe]}_seeds{seeds[0]}-{seeds[-1]}_summary.json"
+        path = Path(args.out) / seed_summary_name(f"{args.preset}{RECIPE_SUFFIX[args.recipe]}", seeds)
         atomic_write_text(path, json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=1))
         for key, s in summary.items():
             print(f"{key:20s} {s['mean']:.3f} +/- {s['std']:.3f} (n={s['n']})")
